@@ -67,11 +67,7 @@ impl FieldError {
     }
 
     pub fn immutable(field: impl Into<String>) -> Self {
-        Self::new(
-            FieldErrorType::Immutable,
-            field,
-            "field is immutable",
-        )
+        Self::new(FieldErrorType::Immutable, field, "field is immutable")
     }
 
     /// The text Kubernetes prints for one error, e.g.

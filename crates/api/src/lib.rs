@@ -15,6 +15,7 @@ pub mod patchmeta;
 pub mod strategy;
 pub mod table;
 pub mod typed;
+pub mod validation;
 
 pub use catalogue::{Catalogue, ResourceInfo, Subresource};
 pub use field_error::{FieldError, FieldErrorType};

@@ -53,7 +53,9 @@ impl TablePrinter for DefaultPrinter {
 
     fn cells(&self, obj: &Value, _now: jiff::Timestamp) -> Vec<Value> {
         vec![
-            obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+            obj.pointer("/metadata/name")
+                .cloned()
+                .unwrap_or(Value::Null),
             obj.pointer("/metadata/creationTimestamp")
                 .cloned()
                 .unwrap_or(Value::Null),

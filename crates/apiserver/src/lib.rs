@@ -1,11 +1,17 @@
 //! The Kubernetes API server.
 //!
 //! Request path: TLS ([`server`]) → authentication ([`authn`]) → routing and content
-//! negotiation ([`handlers`], [`negotiate`]) → the generic registry ([`registry`]), which
-//! applies the kind's strategy and patches ([`patch`]) and reads through the watch cache
-//! ([`watch_cache`]) → the store. Discovery and OpenAPI ([`openapi`]) are generated from the
-//! resource catalogue. Every failure is a [`status::ApiError`].
+//! negotiation ([`handlers`]) → the generic registry, which applies the kind's strategy and
+//! patches ([`patch`]) and reads through the watch cache → the store. Discovery and OpenAPI
+//! ([`openapi`]) are generated from the resource catalogue. Every failure is a
+//! [`status::ApiError`].
 
+pub mod authn;
+pub mod handlers;
+pub mod openapi;
+pub mod patch;
+pub mod state;
 pub mod status;
 
+pub use state::ApiState;
 pub use status::ApiError;

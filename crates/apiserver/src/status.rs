@@ -81,8 +81,12 @@ impl ApiError {
     }
 
     pub fn not_found(t: Target<'_>) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{}\" not found", t.qualified(), t.name))
-            .with_details(t.details())
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", t.qualified(), t.name),
+        )
+        .with_details(t.details())
     }
 
     pub fn already_exists(t: Target<'_>) -> Self {
@@ -136,15 +140,18 @@ impl ApiError {
                 field: Some(e.field.clone()),
             })
             .collect();
-        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {list}")).with_details(
-            Details {
-                name: Some(name.to_string()),
-                group: Some(group.to_string()),
-                kind: Some(kind.to_string()),
-                causes,
-                retry_after_seconds: None,
-            },
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {list}"),
         )
+        .with_details(Details {
+            name: Some(name.to_string()),
+            group: Some(group.to_string()),
+            kind: Some(kind.to_string()),
+            causes,
+            retry_after_seconds: None,
+        })
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -214,7 +221,10 @@ impl ApiError {
             StoreError::NotFound { .. } => Self::not_found(t),
             StoreError::AlreadyExists { .. } => Self::already_exists(t),
             StoreError::Conflict { .. } => Self::conflict(t),
-            StoreError::Compacted { requested, compacted } => Self::expired(format!(
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => Self::expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             StoreError::FutureRevision { requested, current } => Self::new(

@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "flotilla", version, about = "A Kubernetes-compatible container orchestrator")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "A Kubernetes-compatible container orchestrator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -13,8 +13,8 @@ mod types;
 
 pub use error::{StoreError, StoreResult};
 pub use types::{
-    validate_key, validate_value, Compare, ContinueToken, Event, EventKind, KeyRange, KeyValue, ListOptions,
-    ListResult, Op, OpResult, Revision, Txn, TxnResult, WatchStream, MAX_KEY_BYTES,
+    validate_key, validate_value, Compare, ContinueToken, Event, EventKind, KeyRange, KeyValue,
+    ListOptions, ListResult, Op, OpResult, Revision, Txn, TxnResult, WatchStream, MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
 };
 

@@ -183,10 +183,7 @@ pub fn validate_key(key: &str) -> StoreResult<()> {
     }
     if key.len() > MAX_KEY_BYTES {
         return Err(StoreError::InvalidKey {
-            reason: format!(
-                "key is {} bytes, the limit is {MAX_KEY_BYTES}",
-                key.len()
-            ),
+            reason: format!("key is {} bytes, the limit is {MAX_KEY_BYTES}", key.len()),
         });
     }
     if key.contains('\0') {
