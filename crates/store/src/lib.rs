@@ -8,9 +8,11 @@
 //! The single-key helpers (`create`, `update`, `delete`, `put`) are provided methods built on
 //! [`Store::txn`], so every backend gets identical compare-and-swap behaviour.
 
+pub mod embedded;
 mod error;
 mod types;
 
+pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use error::{StoreError, StoreResult};
 pub use types::{
     validate_key, validate_value, Compare, ContinueToken, Event, EventKind, KeyRange, KeyValue,
