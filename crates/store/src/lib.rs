@@ -8,11 +8,14 @@
 //! The single-key helpers (`create`, `update`, `delete`, `put`) are provided methods built on
 //! [`Store::txn`], so every backend gets identical compare-and-swap behaviour.
 
+pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 mod error;
 mod types;
 
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use etcd::{EtcdConfig, EtcdStore};
 pub use error::{StoreError, StoreResult};
 pub use types::{
     validate_key, validate_value, Compare, ContinueToken, Event, EventKind, KeyRange, KeyValue,
