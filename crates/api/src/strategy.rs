@@ -57,6 +57,6 @@ pub struct DefaultStrategy;
 impl Strategy for DefaultStrategy {}
 
 /// The strategy for a resource of the catalogue.
-pub fn for_resource(_info: &ResourceInfo) -> &'static dyn Strategy {
-    &DefaultStrategy
+pub fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
+    crate::strategies::for_kind(info.group, info.kind)
 }
