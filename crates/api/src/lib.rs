@@ -15,6 +15,7 @@ pub mod patchmeta;
 pub mod strategies;
 pub mod strategy;
 pub mod table;
+mod tables;
 pub mod typed;
 pub mod validation;
 
