@@ -48,6 +48,10 @@ pub struct EmbeddedConfig {
     /// Most key and value bytes written by one group commit (a single larger transaction is
     /// still written, alone).
     pub max_batch_bytes: usize,
+    /// How long a group commit may wait for the writers it just acknowledged to send their
+    /// next transaction. Without it, the first writer to come back would be committed alone
+    /// while the others queue behind its fsync. A lone writer never waits.
+    pub max_batch_delay: Duration,
     /// Committed batches buffered for live watchers; one that falls further behind catches
     /// up from the in-memory history instead.
     pub watch_buffer: usize,
@@ -60,6 +64,7 @@ impl Default for EmbeddedConfig {
             max_retained_revisions: Some(100_000),
             max_batch_txns: 4096,
             max_batch_bytes: 16 << 20,
+            max_batch_delay: Duration::from_micros(500),
             watch_buffer: 1024,
         }
     }
@@ -141,6 +146,7 @@ impl EmbeddedStore {
             requests: receiver,
             config,
             garbage,
+            expected_batch: 1,
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())

@@ -46,6 +46,8 @@ pub(crate) struct Writer {
     pub config: EmbeddedConfig,
     /// Records that compaction made unreachable and that are still on disk.
     pub garbage: Vec<RecordId>,
+    /// How many transactions the last batch carried: about as many writers are active.
+    pub expected_batch: usize,
 }
 
 /// One transaction's outcome, held until the batch is durable.
@@ -125,19 +127,31 @@ impl Writer {
         let mut bytes = txn_bytes(&first);
         let mut batch = vec![(first, reply)];
         let mut deferred = None;
+        let gather_until = Instant::now() + self.config.max_batch_delay;
         while batch.len() < self.config.max_batch_txns && bytes < self.config.max_batch_bytes {
-            match self.requests.try_recv() {
-                Ok(Request::Txn { txn, reply }) => {
+            let next = match self.requests.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) if batch.len() < self.expected_batch => {
+                    let left = gather_until.saturating_duration_since(Instant::now());
+                    match self.requests.recv_timeout(left) {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            match next {
+                Request::Txn { txn, reply } => {
                     bytes += txn_bytes(&txn);
                     batch.push((txn, reply));
                 }
-                Ok(Request::Compact { revision, reply }) => {
+                Request::Compact { revision, reply } => {
                     deferred = Some((revision, reply));
                     break;
                 }
-                Err(_) => break,
             }
         }
+        self.expected_batch = batch.len();
         self.commit_batch(batch);
         if let Some(max) = self.config.max_retained_revisions {
             let (current, compacted) = {
