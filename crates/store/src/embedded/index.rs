@@ -64,6 +64,8 @@ pub(crate) struct MvccState {
     /// Every event with a revision at or after `compacted`, in revision order: watchers start
     /// here, so resuming a watch never reads the disk.
     history: VecDeque<Arc<Event>>,
+    /// Changes held in `keys`: the records the disk still needs.
+    records: usize,
 }
 
 impl MvccState {
@@ -134,6 +136,7 @@ impl MvccState {
     /// Records one change; changes arrive in record order.
     pub fn apply(&mut self, key: &str, change: Change, event: Option<Arc<Event>>) {
         self.current = self.current.max(change.id.rev);
+        self.records += 1;
         match self.keys.get_mut(key) {
             Some(h) => h.changes.push(change),
             None => {
@@ -162,6 +165,7 @@ impl MvccState {
         let keep = self.history.partition_point(|e| e.revision() < rev);
         self.history.drain(..keep);
         self.compacted = self.compacted.max(rev);
+        self.records = self.records.saturating_sub(garbage.len());
         garbage
     }
 
@@ -177,6 +181,10 @@ impl MvccState {
             .filter(|e| matches(e))
             .cloned()
             .collect()
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.records
     }
 
     #[cfg(test)]

@@ -147,6 +147,8 @@ impl EmbeddedStore {
             config,
             garbage,
             expected_batch: 1,
+            deleted_since_shrink: 0,
+            compactions: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())

@@ -447,3 +447,50 @@ async fn dropping_the_store_ends_watches_and_frees_the_file() {
     let again = open(&dir);
     assert_eq!(again.current_revision().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn compaction_gives_disk_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let value = Bytes::from(vec![3u8; 1024]);
+    for _ in 0..150 {
+        let ops = (0..100)
+            .map(|k| Op::Put {
+                key: format!("/disk/{k:03}"),
+                value: value.clone(),
+            })
+            .collect();
+        s.txn(Txn {
+            compares: vec![],
+            ops,
+        })
+        .await
+        .unwrap();
+    }
+    let before = s.disk_usage();
+    assert!(
+        before > 15_000 * 1024,
+        "15,000 values of 1 KiB take {before} bytes"
+    );
+    let current = s.current_revision().await.unwrap();
+    s.compact(current).await.unwrap();
+    let after = s.disk_usage();
+    assert!(
+        after * 4 < before,
+        "{before} bytes before compaction, {after} after"
+    );
+    drop(s);
+    let s = open(&dir);
+    let all = s
+        .list(ListOptions {
+            prefix: "/disk/".into(),
+            ..ListOptions::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.kvs.len(), 100);
+    assert!(all
+        .kvs
+        .iter()
+        .all(|kv| kv.version == 150 && kv.value == value));
+}

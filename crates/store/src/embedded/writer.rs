@@ -24,9 +24,8 @@ use crate::{
 /// How many compacted records one commit deletes at most, so a big compaction is spread over
 /// many commits instead of stalling one.
 const GARBAGE_PER_COMMIT: usize = 8192;
-/// Shrink the file once this many records were deleted since the last shrink (and they
-/// outnumber the live ones): redb reuses freed pages, so this only returns space to the OS.
-const SHRINK_AFTER_DELETES: usize = 50_000;
+/// Shrink the file only after at least this many deletions (and twice as many as remain).
+const SHRINK_AFTER_DELETES: usize = 10_000;
 
 pub(crate) enum Request {
     Txn {
@@ -48,6 +47,11 @@ pub(crate) struct Writer {
     pub garbage: Vec<RecordId>,
     /// How many transactions the last batch carried: about as many writers are active.
     pub expected_batch: usize,
+    /// Records deleted since the file was last shrunk.
+    pub deleted_since_shrink: usize,
+    /// Explicit compactions, answered once their records are physically gone (like etcd's
+    /// `physical: true`), so that a caller measuring the disk sees the result.
+    pub compactions: Vec<oneshot::Sender<StoreResult<()>>>,
 }
 
 /// One transaction's outcome, held until the batch is durable.
@@ -58,7 +62,6 @@ struct Pending {
 
 impl Writer {
     pub fn run(mut self) {
-        let mut deleted_since_shrink = 0usize;
         let mut tick = self
             .config
             .compaction_interval
@@ -84,24 +87,24 @@ impl Writer {
                     },
                 }
             };
-            let before = self.garbage.len();
             match next {
                 Some(Request::Txn { txn, reply }) => {
                     let deferred = self.group_commit(txn, reply);
                     if let Some((revision, reply)) = deferred {
-                        let _ = reply.send(self.compact(revision));
+                        self.explicit_compact(revision, reply);
                     }
                 }
                 Some(Request::Compact { revision, reply }) => {
-                    let _ = reply.send(self.compact(revision));
+                    self.explicit_compact(revision, reply)
                 }
                 None if !self.garbage.is_empty() => self.collect_garbage(),
                 None => {}
             }
-            deleted_since_shrink += before.saturating_sub(self.garbage.len());
-            if self.garbage.is_empty() && deleted_since_shrink >= SHRINK_AFTER_DELETES {
-                self.shrink(deleted_since_shrink);
-                deleted_since_shrink = 0;
+            if self.garbage.is_empty() {
+                self.shrink_if_mostly_free();
+                for reply in self.compactions.drain(..) {
+                    let _ = reply.send(Ok(()));
+                }
             }
             if let Some((at, target)) = tick {
                 if Instant::now() >= at {
@@ -306,6 +309,7 @@ impl Writer {
             }
             return;
         }
+        self.deleted_since_shrink += garbage.len();
 
         if !changes.is_empty() {
             let mut state = self.shared.write();
@@ -354,6 +358,15 @@ impl Writer {
         Ok(())
     }
 
+    fn explicit_compact(&mut self, revision: Revision, reply: oneshot::Sender<StoreResult<()>>) {
+        match self.compact(revision) {
+            Ok(()) => self.compactions.push(reply),
+            Err(err) => {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+
     fn auto_compact(&mut self, target: Revision, reason: &str) {
         let compacted = self.shared.read().mvcc.compacted;
         if target <= compacted {
@@ -371,17 +384,23 @@ impl Writer {
             garbage: &chunk,
             ..CommitBatch::default()
         };
-        if let Err(err) = self.disk.commit(&commit) {
-            tracing::warn!(error = %err, "deleting compacted records failed; will retry");
-            self.garbage.extend(chunk);
+        match self.disk.commit(&commit) {
+            Ok(()) => self.deleted_since_shrink += chunk.len(),
+            Err(err) => {
+                tracing::warn!(error = %err, "deleting compacted records failed; will retry");
+                self.garbage.extend(chunk);
+            }
         }
     }
 
-    fn shrink(&mut self, deleted: usize) {
-        let live = self.shared.read().mvcc.key_count();
-        if deleted < live {
+    /// Returns freed space to the file system once most of the file is free. redb reuses
+    /// freed pages, so skipping this only leaves the file at its high-water mark.
+    fn shrink_if_mostly_free(&mut self) {
+        let deleted = self.deleted_since_shrink;
+        if deleted < SHRINK_AFTER_DELETES || deleted < 2 * self.shared.read().mvcc.record_count() {
             return;
         }
+        self.deleted_since_shrink = 0;
         let before = self.disk.file_size();
         let started = Instant::now();
         match self.disk.shrink() {
