@@ -389,6 +389,26 @@ async fn swagger_document_covers_every_group_version() {
     );
 }
 
+#[tokio::test]
+async fn schemas_carry_the_patch_metadata_kubectl_merges_with() {
+    let router = router();
+    for doc in ["/openapi/v3/api/v1", "/openapi/v3/apis/apps/v1"] {
+        let doc = get(&router, doc, &[]).await.json();
+        let containers =
+            &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-list-type"], "map");
+        assert_eq!(
+            containers["x-kubernetes-list-map-keys"],
+            serde_json::json!(["name"])
+        );
+    }
+    let v2 = get(&router, "/openapi/v2", &[]).await.json();
+    let ports = &v2["definitions"]["io.k8s.api.core.v1.Container"]["properties"]["ports"];
+    assert_eq!(ports["x-kubernetes-patch-merge-key"], "containerPort");
+}
+
 /// Build cost and size of every document, cold: what the first kubectl pays.
 #[tokio::test]
 async fn documents_build_quickly() {

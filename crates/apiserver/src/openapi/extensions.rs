@@ -61,7 +61,8 @@ pub trait MetadataSource {
     fn lookup(&self, definition: &str, property: Option<&str>) -> FieldMetadata;
 }
 
-/// The patch metadata of the built-in types, kept in `api::patchmeta`.
+/// The patch metadata of the built-in types, kept in `api::patchmeta` (the same table the
+/// server's strategic merge patch and server-side apply read).
 pub struct BuiltinMetadata;
 
 impl MetadataSource for BuiltinMetadata {
@@ -70,9 +71,30 @@ impl MetadataSource for BuiltinMetadata {
     }
 }
 
-fn builtin_lookup(_definition: &str, _property: Option<&str>) -> FieldMetadata {
-    // api::patchmeta is being written; until it exposes its table there is nothing to add.
-    FieldMetadata::default()
+fn builtin_lookup(definition: &str, property: Option<&str>) -> FieldMetadata {
+    use api::patchmeta::{self, FieldType, ListType};
+
+    let Some(field) = property else {
+        return FieldMetadata::default();
+    };
+    let mut meta = FieldMetadata::default();
+    if let Some(info) = patchmeta::field_patch_info(definition, field) {
+        meta.patch_strategy = Some(info.strategy.as_str().to_string());
+        meta.patch_merge_key = info.merge_key.map(str::to_string);
+    }
+    match patchmeta::field_type(definition, field) {
+        Some(FieldType::List { list_type, .. }) => match list_type {
+            ListType::Atomic => meta.list_type = Some("atomic".into()),
+            ListType::Set => meta.list_type = Some("set".into()),
+            ListType::Map(keys) => {
+                meta.list_type = Some("map".into());
+                meta.list_map_keys = keys.iter().map(|k| k.to_string()).collect();
+            }
+        },
+        Some(FieldType::AtomicStruct(_)) => meta.map_type = Some("atomic".into()),
+        Some(FieldType::Struct(_)) | None => {}
+    }
+    meta
 }
 
 /// Decorates every definition with the built-in field metadata.
@@ -158,5 +180,16 @@ mod tests {
             defs["io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"]["x-kubernetes-map-type"],
             "atomic"
         );
+    }
+
+    #[test]
+    fn builtin_table_marks_pod_containers() {
+        let meta = BuiltinMetadata.lookup("io.k8s.api.core.v1.PodSpec", Some("containers"));
+        assert_eq!(meta.patch_merge_key.as_deref(), Some("name"));
+        assert_eq!(meta.patch_strategy.as_deref(), Some("merge"));
+        assert_eq!(meta.list_type.as_deref(), Some("map"));
+        assert_eq!(meta.list_map_keys, vec!["name".to_string()]);
+        let none = BuiltinMetadata.lookup("io.k8s.api.core.v1.PodSpec", Some("hostname"));
+        assert_eq!(none, FieldMetadata::default());
     }
 }
