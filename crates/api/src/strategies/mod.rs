@@ -2,11 +2,16 @@
 //! resource of the catalogue to its strategy.
 
 pub mod batch;
+pub mod cluster;
+pub mod config;
+pub mod events;
 pub mod json;
 pub mod pod;
 pub mod pod_spec;
 pub mod quantity;
 pub mod selector;
+pub mod service;
+pub mod storage;
 pub mod workloads;
 
 use crate::strategy::{DefaultStrategy, Strategy};
@@ -21,6 +26,19 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
         ("apps", "DaemonSet") => &workloads::DaemonSetStrategy,
         ("batch", "Job") => &batch::JobStrategy,
         ("batch", "CronJob") => &batch::CronJobStrategy,
+        ("", "Service") => &service::ServiceStrategy,
+        ("", "Endpoints") => &service::EndpointsStrategy,
+        ("discovery.k8s.io", "EndpointSlice") => &service::EndpointSliceStrategy,
+        ("", "ConfigMap") => &config::ConfigMapStrategy,
+        ("", "Secret") => &config::SecretStrategy,
+        ("", "ServiceAccount") => &config::ServiceAccountStrategy,
+        ("", "Namespace") => &cluster::NamespaceStrategy,
+        ("", "Node") => &cluster::NodeStrategy,
+        ("scheduling.k8s.io", "PriorityClass") => &cluster::PriorityClassStrategy,
+        ("storage.k8s.io", "StorageClass") => &cluster::StorageClassStrategy,
+        ("", "PersistentVolumeClaim") => &storage::PersistentVolumeClaimStrategy,
+        ("", "PersistentVolume") => &storage::PersistentVolumeStrategy,
+        ("", "Event") | ("events.k8s.io", "Event") => &events::EventStrategy,
         _ => &DefaultStrategy,
     }
 }
