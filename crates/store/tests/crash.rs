@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -95,6 +96,11 @@ async fn crash_writer_child() {
     }
 }
 
+/// SIGKILL's number, the same on every Linux architecture.
+fn libc_sigkill() -> i32 {
+    9
+}
+
 /// Kills the child and reaps it however the test ends.
 struct ChildGuard(Child);
 
@@ -146,7 +152,7 @@ fn run_child(dir: &Path, iteration: usize, kill_after: usize) -> Vec<(String, Ac
         .env(DIR_ENV, dir)
         .env(ITERATION_ENV, iteration.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn child");
     let mut guard = ChildGuard(child);
@@ -174,8 +180,13 @@ fn run_child(dir: &Path, iteration: usize, kill_after: usize) -> Vec<(String, Ac
             ),
         }
     }
-    guard.0.kill().expect("SIGKILL the child");
-    guard.0.wait().expect("reap the child");
+    // The child never exits by itself, so an error here means it died first: its status says why.
+    let _ = guard.0.kill();
+    let status = guard.0.wait().expect("reap the child");
+    assert!(
+        status.signal() == Some(libc_sigkill()),
+        "the child ended by itself ({status}) instead of by SIGKILL"
+    );
     // Whatever it printed before dying was acknowledged too.
     reader.join().expect("reader thread");
     acked.extend(lines.try_iter());
@@ -284,6 +295,8 @@ async fn crash_then_reopen_loses_nothing_acknowledged() {
     let mut iterations = 0;
     while iterations < 25 && Instant::now() < budget {
         let kill_after = 1 + (random() % 400) as usize;
+        // Shown with a failure, to tell which crash broke what.
+        eprintln!("iteration {iterations}: SIGKILL after {kill_after} acknowledged writes");
         let dir_path = dir.path().to_path_buf();
         let acked =
             tokio::task::spawn_blocking(move || run_child(&dir_path, iterations, kill_after))
