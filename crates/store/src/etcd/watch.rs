@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::proto::PbEvent;
+use etcd_client::proto::{PbEvent, PbWatchResponse};
 use etcd_client::{WatchClient, WatchOptions};
 use futures::StreamExt;
 
@@ -30,12 +30,49 @@ pub(crate) struct WatchRequest {
 
 struct State {
     stream: etcd_client::WatchStream,
+    decoder: Decoder,
+    finished: bool,
+}
+
+/// Turns etcd's watch responses into contract events, or into the error that ends the watch.
+struct Decoder {
     keyspace: Keyspace,
     pending: VecDeque<Event>,
     /// The lowest revision the next event may have: what a resumed watch would ask for.
     next: Revision,
     compacted: Arc<AtomicI64>,
-    finished: bool,
+}
+
+impl Decoder {
+    fn pop(&mut self) -> Option<Event> {
+        let event = self.pending.pop_front()?;
+        self.next = event.revision() + 1;
+        Some(event)
+    }
+
+    /// Queues the events of one response; an error means the watch is over.
+    fn absorb(&mut self, response: PbWatchResponse) -> StoreResult<()> {
+        if response.compact_revision > 0 {
+            self.compacted
+                .fetch_max(response.compact_revision, Ordering::Relaxed);
+            return Err(StoreError::Compacted {
+                requested: self.next,
+                compacted: response.compact_revision,
+            });
+        }
+        if response.canceled {
+            return Err(StoreError::Unavailable(format!(
+                "etcd cancelled the watch: {}",
+                response.cancel_reason
+            )));
+        }
+        // Progress notifications carry no events and need nothing.
+        for event in response.events {
+            let event = convert(&self.keyspace, event)?;
+            self.pending.push_back(event);
+        }
+        Ok(())
+    }
 }
 
 pub(crate) async fn open(
@@ -81,10 +118,12 @@ pub(crate) async fn open(
     };
     let state = State {
         stream,
-        keyspace,
-        pending: VecDeque::new(),
-        next,
-        compacted,
+        decoder: Decoder {
+            keyspace,
+            pending: VecDeque::new(),
+            next,
+            compacted,
+        },
         finished: false,
     };
     Ok(futures::stream::unfold(state, next_item).boxed())
@@ -92,56 +131,26 @@ pub(crate) async fn open(
 
 async fn next_item(mut st: State) -> Option<(StoreResult<Event>, State)> {
     loop {
-        if let Some(event) = st.pending.pop_front() {
-            st.next = event.revision() + 1;
+        if let Some(event) = st.decoder.pop() {
             return Some((Ok(event), st));
         }
         if st.finished {
             return None;
         }
-        let response = match st.stream.message().await {
-            Ok(Some(response)) => response.0,
-            Ok(None) => {
-                return finish(
-                    st,
-                    StoreError::Unavailable("etcd closed the watch stream".into()),
-                )
-            }
-            Err(e) => {
-                let err = classify(e).into_store_error();
-                return finish(st, err);
-            }
+        let outcome = match st.stream.message().await {
+            Ok(Some(response)) => st.decoder.absorb(response.0),
+            Ok(None) => Err(StoreError::Unavailable(
+                "etcd closed the watch stream".into(),
+            )),
+            Err(e) => Err(classify(e).into_store_error()),
         };
-        if response.compact_revision > 0 {
-            st.compacted
-                .fetch_max(response.compact_revision, Ordering::Relaxed);
-            let err = StoreError::Compacted {
-                requested: st.next,
-                compacted: response.compact_revision,
-            };
-            return finish(st, err);
-        }
-        if response.canceled {
-            let err = StoreError::Unavailable(format!(
-                "etcd cancelled the watch: {}",
-                response.cancel_reason
-            ));
-            return finish(st, err);
-        }
-        for event in response.events {
-            match convert(&st.keyspace, event) {
-                Ok(event) => st.pending.push_back(event),
-                Err(err) => return finish(st, err),
-            }
+        if let Err(err) = outcome {
+            tracing::debug!(error = %err, "etcd watch ended");
+            st.finished = true;
+            st.decoder.pending.clear();
+            return Some((Err(err), st));
         }
     }
-}
-
-fn finish(mut st: State, err: StoreError) -> Option<(StoreResult<Event>, State)> {
-    tracing::debug!(error = %err, "etcd watch ended");
-    st.finished = true;
-    st.pending.clear();
-    Some((Err(err), st))
 }
 
 fn convert(keyspace: &Keyspace, event: PbEvent) -> StoreResult<Event> {
@@ -196,6 +205,69 @@ mod tests {
         assert_eq!(event.kv.key, "/a");
         assert!(event.kv.value.is_empty());
         assert_eq!(event.prev.unwrap().value.as_ref(), b"old");
+    }
+
+    fn decoder(next: Revision) -> Decoder {
+        Decoder {
+            keyspace: Keyspace::new("/p"),
+            pending: VecDeque::new(),
+            next,
+            compacted: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    fn put(key: &[u8], rev: i64) -> PbEvent {
+        PbEvent {
+            r#type: 0,
+            kv: Some(PbKeyValue {
+                key: key.to_vec(),
+                create_revision: rev,
+                mod_revision: rev,
+                version: 1,
+                value: b"v".to_vec(),
+                lease: 0,
+            }),
+            prev_kv: None,
+        }
+    }
+
+    #[test]
+    fn a_compaction_ends_the_watch_where_it_would_resume() {
+        let mut d = decoder(5);
+        d.absorb(PbWatchResponse {
+            events: vec![put(b"/p/a", 5), put(b"/p/b", 6)],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(d.pop().unwrap().revision(), 5);
+        assert_eq!(d.pop().unwrap().revision(), 6);
+        assert!(d.pop().is_none());
+        let ended = d.absorb(PbWatchResponse {
+            canceled: true,
+            compact_revision: 40,
+            ..Default::default()
+        });
+        assert_eq!(
+            ended,
+            Err(StoreError::Compacted {
+                requested: 7,
+                compacted: 40
+            })
+        );
+        assert_eq!(d.compacted.load(Ordering::Relaxed), 40);
+    }
+
+    #[test]
+    fn a_cancelled_watch_is_unavailable_and_progress_is_silent() {
+        let mut d = decoder(1);
+        d.absorb(PbWatchResponse::default()).unwrap();
+        assert!(d.pop().is_none());
+        let ended = d.absorb(PbWatchResponse {
+            canceled: true,
+            cancel_reason: "no leader".into(),
+            ..Default::default()
+        });
+        assert!(matches!(ended, Err(StoreError::Unavailable(_))));
     }
 
     #[test]
