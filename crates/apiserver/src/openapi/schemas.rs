@@ -198,6 +198,7 @@ impl SchemaBuilder {
             let Some(Value::Object(schema)) = definitions.get_mut(name) else {
                 continue;
             };
+            unrequire_metadata(schema);
             let list = schema
                 .entry("x-kubernetes-group-version-kind")
                 .or_insert_with(|| Value::Array(Vec::new()));
@@ -276,6 +277,18 @@ impl SchemaBuilder {
     }
 }
 
+/// k8s-openapi lists `metadata` as required on every kind because its Rust field is not
+/// optional; Kubernetes does not, and `kubectl explain` would print `-required-` for it.
+fn unrequire_metadata(schema: &mut Map<String, Value>) {
+    let Some(Value::Array(required)) = schema.get_mut("required") else {
+        return;
+    };
+    required.retain(|r| r != "metadata");
+    if required.is_empty() {
+        schema.remove("required");
+    }
+}
+
 /// The definition name of a kind without a typed schema, in the reverse-domain form
 /// Kubernetes gives custom resources (`io.k8s.metrics.v1beta1.PodMetrics`).
 fn untyped_definition_name(group: &str, version: &str, kind: &str) -> String {
@@ -310,6 +323,12 @@ mod tests {
             "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"
         );
         assert!(spec["description"].is_string());
+        assert!(
+            defs[&name].get("required").is_none(),
+            "metadata is optional"
+        );
+        let spec_required = &defs["io.k8s.api.apps.v1.DeploymentSpec"]["required"];
+        assert_eq!(spec_required, &json!(["selector", "template"]));
     }
 
     #[test]
