@@ -15,6 +15,7 @@ pub struct DeploymentStrategy;
 pub struct ReplicaSetStrategy;
 pub struct StatefulSetStrategy;
 pub struct DaemonSetStrategy;
+pub struct ControllerRevisionStrategy;
 
 pub(crate) fn non_negative(spec: &Value, key: &str, path: &str) -> Option<FieldError> {
     let v = i64_of(spec, key)?;
@@ -391,6 +392,29 @@ impl Strategy for DaemonSetStrategy {
     }
 }
 
+impl Strategy for ControllerRevisionStrategy {
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs: Vec<FieldError> = non_negative(obj, "revision", "").into_iter().collect();
+        for e in &mut errs {
+            e.field = "revision".into();
+        }
+        if obj.get("data").is_none_or(Value::is_null) {
+            errs.push(FieldError::required("data", "data is mandatory"));
+        }
+        errs
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        if new.get("data") == old.get("data") {
+            return Vec::new();
+        }
+        vec![FieldError {
+            value: new.get("data").cloned(),
+            ..FieldError::immutable("data")
+        }]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,5 +533,23 @@ mod tests {
             Some("0")
         );
         assert_eq!(ReplicaSetStrategy.field_value(&rs, "spec.replicas"), None);
+    }
+
+    #[test]
+    fn controller_revisions() {
+        let rev = json!({"revision": -1});
+        assert_eq!(
+            messages(&ControllerRevisionStrategy.validate(&rev)),
+            vec![
+                "revision: Invalid value: -1: must be greater than or equal to 0",
+                "data: Required value: data is mandatory",
+            ]
+        );
+        let old = json!({"revision": 1, "data": {"a": 1}});
+        let new = json!({"revision": 2, "data": {"a": 2}});
+        assert_eq!(
+            messages(&ControllerRevisionStrategy.validate_update(&new, &old)),
+            vec!["data: Invalid value: {\"a\":2}: field is immutable"]
+        );
     }
 }
