@@ -25,7 +25,9 @@ pub struct Decoded {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// The object does not fit its kind's schema (a string where a number goes, ...).
+    /// The object does not fit its kind's schema (a string where a number goes, ...), in
+    /// Kubernetes' words: `Pod in version "v1" cannot be handled as a Pod: json: cannot
+    /// unmarshal string into Go struct field Pod.spec.containers of type array`.
     #[error("{0}")]
     WrongType(String),
 }
@@ -189,7 +191,12 @@ fn check_once<T: DeserializeOwned + k8s_openapi::Resource>(
             let message = e.to_string();
             Err(Failure {
                 null: message.starts_with("invalid type: null"),
-                error: DecodeError::WrongType(go_style_message(T::KIND, &path, &message)),
+                error: DecodeError::WrongType(format!(
+                    "{kind} in version {version:?} cannot be handled as a {kind}: {detail}",
+                    kind = T::KIND,
+                    version = T::VERSION,
+                    detail = go_style_message(T::KIND, &path, &message)
+                )),
             })
         }
     }
@@ -410,7 +417,7 @@ mod tests {
         assert_eq!(
             decode_gvk("", "v1", "Pod", &obj),
             Err(DecodeError::WrongType(
-                "json: cannot unmarshal string into Go struct field Pod.spec.containers of type array"
+                "Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal string into Go struct field Pod.spec.containers of type array"
                     .into()
             ))
         );
@@ -419,7 +426,7 @@ mod tests {
         assert_eq!(
             decode_gvk("apps", "v1", "Deployment", &dep),
             Err(DecodeError::WrongType(
-                "json: cannot unmarshal string into Go struct field Deployment.spec.replicas of type int32"
+                "Deployment in version \"v1\" cannot be handled as a Deployment: json: cannot unmarshal string into Go struct field Deployment.spec.replicas of type int32"
                     .into()
             ))
         );
