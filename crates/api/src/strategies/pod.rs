@@ -290,6 +290,19 @@ mod tests {
         for (m, e) in msgs.iter().zip(expect) {
             assert!(m.starts_with(e), "{m} !~ {e}");
         }
+        let probes = pod(json!({"initContainers": [
+                {"name": "init", "image": "x", "readinessProbe": {"exec": {"command": ["true"]}}},
+                {"name": "sidecar", "image": "x", "restartPolicy": "Always",
+                 "startupProbe": {"successThreshold": 2, "httpGet": {"port": "web-port-name-too-long"}}}],
+            "containers": [{"name": "c", "image": "x", "restartPolicy": "Never",
+                "livenessProbe": {"exec": {}, "tcpSocket": {"port": 1}}}]}));
+        assert_eq!(messages(&PodStrategy.validate(&probes)), vec![
+            "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+            "spec.initContainers[1].startupProbe.successThreshold: Invalid value: 2: must be 1",
+            "spec.initContainers[1].startupProbe.httpGet.port: Invalid value: \"web-port-name-too-long\": must be no more than 15 characters",
+            "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+            "spec.containers[0].livenessProbe: Forbidden: may not specify more than 1 handler type",
+        ]);
         let empty = pod(json!({}));
         assert_eq!(
             messages(&PodStrategy.validate(&empty)),

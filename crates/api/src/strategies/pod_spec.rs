@@ -303,6 +303,92 @@ fn validate_container(c: &Value, path: &str, volumes: &HashSet<&str>, errs: &mut
     validate_resources(c.get("resources"), &format!("{path}.resources"), errs);
 }
 
+const PROBE_HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "grpc"];
+
+/// Sidecar rules (only init containers may set `restartPolicy: Always`, and only those
+/// may have probes) and the shape of each probe.
+fn validate_restart_and_probes(c: &Value, path: &str, init: bool, errs: &mut Vec<FieldError>) {
+    let restart = str_of(c, "restartPolicy");
+    let sidecar = restart == Some("Always");
+    match (init, restart) {
+        (_, None) => {}
+        (true, Some(r)) if r != "Always" => {
+            errs.push(not_supported(
+                format!("{path}.restartPolicy"),
+                json!(r),
+                &["Always"],
+            ));
+        }
+        (false, Some(_)) => errs.push(forbidden(
+            format!("{path}.restartPolicy"),
+            "may not be set for non-init containers",
+        )),
+        _ => {}
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        let Some(p) = c.get(probe).filter(|p| !p.is_null()) else {
+            continue;
+        };
+        let pp = format!("{path}.{probe}");
+        if init && !sidecar {
+            errs.push(forbidden(
+                pp,
+                "may not be set for init containers without restartPolicy=Always",
+            ));
+            continue;
+        }
+        let handlers = PROBE_HANDLERS
+            .iter()
+            .filter(|h| p.get(**h).is_some_and(|v| !v.is_null()))
+            .count();
+        if handlers == 0 {
+            errs.push(FieldError::required(
+                pp.clone(),
+                "must specify a handler type",
+            ));
+        } else if handlers > 1 {
+            errs.push(forbidden(
+                pp.clone(),
+                "may not specify more than 1 handler type",
+            ));
+        }
+        for key in [
+            "initialDelaySeconds",
+            "timeoutSeconds",
+            "periodSeconds",
+            "successThreshold",
+            "failureThreshold",
+        ] {
+            errs.extend(non_negative(p, key, &pp));
+        }
+        if probe != "readinessProbe" {
+            if let Some(t) = i64_of(p, "successThreshold").filter(|t| *t != 1) {
+                errs.push(FieldError::invalid(
+                    format!("{pp}.successThreshold"),
+                    json!(t),
+                    "must be 1",
+                ));
+            }
+        }
+        if let Some(http) = p.get("httpGet").filter(|h| h.is_object()) {
+            let hp = format!("{pp}.httpGet");
+            match http.get("port") {
+                Some(Value::Number(n)) => {
+                    errs.extend(port_range_errors(
+                        &format!("{hp}.port"),
+                        n.as_i64().unwrap_or(0),
+                    ));
+                }
+                Some(Value::String(s)) => {
+                    errs.extend(invalid_each(&format!("{hp}.port"), s, port_name_errors(s)));
+                }
+                _ => errs.push(FieldError::required(format!("{hp}.port"), "")),
+            }
+            errs.extend(enum_check(http, "scheme", &hp, &["HTTP", "HTTPS"]));
+        }
+    }
+}
+
 fn validate_resources(resources: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
     let Some(resources) = resources else { return };
     for part in ["limits", "requests"] {
@@ -387,6 +473,7 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
         for (i, c) in array_of(spec, list).iter().enumerate() {
             let cp = format!("{path}.{list}[{i}]");
             validate_container(c, &cp, &volumes, &mut errs);
+            validate_restart_and_probes(c, &cp, list == "initContainers", &mut errs);
             let name = str_or_empty(c, "name");
             if !name.is_empty() && !names.insert(name) {
                 errs.push(duplicate(format!("{cp}.name"), json!(name)));
