@@ -409,6 +409,47 @@ async fn schemas_carry_the_patch_metadata_kubectl_merges_with() {
     assert_eq!(ports["x-kubernetes-patch-merge-key"], "containerPort");
 }
 
+#[tokio::test]
+async fn swagger_protobuf_for_old_kubectl() {
+    let router = router();
+    let json = get(&router, "/openapi/v2", &[]).await;
+    let proto = get(
+        &router,
+        "/openapi/v2",
+        &[(
+            header::ACCEPT,
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+        )],
+    )
+    .await;
+    assert_eq!(proto.status, StatusCode::OK);
+    assert_eq!(
+        proto.header(header::CONTENT_TYPE),
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    );
+    // Both encodings of one document share its ETag, as in Kubernetes.
+    assert_eq!(proto.header(header::ETAG), json.header(header::ETAG));
+    assert!(proto.body.len() > 100_000);
+    // Field 1 of the gnostic Document is the swagger version string.
+    assert_eq!(&proto.body[..5], b"\x0a\x032.0");
+    let etag = proto.header(header::ETAG).to_string();
+    let again = get(
+        &router,
+        "/openapi/v2",
+        &[
+            (
+                header::ACCEPT,
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            ),
+            (header::IF_NONE_MATCH, &etag),
+        ],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    let refused = get(&router, "/openapi/v2", &[(header::ACCEPT, "text/html")]).await;
+    assert_eq!(refused.status, StatusCode::NOT_ACCEPTABLE);
+}
+
 /// Build cost and size of every document, cold: what the first kubectl pays.
 #[tokio::test]
 async fn documents_build_quickly() {

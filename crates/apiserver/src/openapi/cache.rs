@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
 
 use super::document::{self, GroupVersion};
+use super::gnostic;
 
 /// A serialised document and its identity.
 #[derive(Debug)]
@@ -37,6 +38,16 @@ impl Rendered {
         }
     }
 
+    /// Another encoding of the same document keeps its hash, as Kubernetes keys both by the
+    /// JSON's.
+    fn encoded_as(&self, body: Vec<u8>) -> Self {
+        Self {
+            body: Bytes::from(body),
+            hash: self.hash.clone(),
+            last_modified: self.last_modified,
+        }
+    }
+
     fn from_json(value: &Value) -> Self {
         // Serialising a Value only fails for non-string map keys, which a Value cannot have.
         Self::new(serde_json::to_vec(value).expect("a JSON value serialises"))
@@ -55,7 +66,13 @@ pub struct Documents {
     by_path: HashMap<String, usize>,
     v3: Vec<OnceLock<Arc<Rendered>>>,
     v3_index: OnceLock<Arc<Rendered>>,
-    v2: OnceLock<Arc<Rendered>>,
+    v2: OnceLock<SwaggerDocument>,
+}
+
+/// The Swagger 2.0 document in both encodings.
+struct SwaggerDocument {
+    json: Arc<Rendered>,
+    protobuf: Arc<Rendered>,
 }
 
 impl Documents {
@@ -116,18 +133,33 @@ impl Documents {
         }))
     }
 
-    /// The Swagger 2.0 document of every group-version, as JSON.
-    pub fn v2(&self) -> Arc<Rendered> {
-        Arc::clone(self.v2.get_or_init(|| {
+    fn swagger(&self) -> &SwaggerDocument {
+        self.v2.get_or_init(|| {
             let started = Instant::now();
-            let rendered = Rendered::from_json(&document::v2(&self.catalogue));
+            let value = document::v2(&self.catalogue);
+            let json = Rendered::from_json(&value);
+            let protobuf = json.encoded_as(gnostic::encode(&value));
             tracing::info!(
-                bytes = rendered.body.len(),
+                json_bytes = json.body.len(),
+                protobuf_bytes = protobuf.body.len(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "built OpenAPI v2 document"
             );
-            Arc::new(rendered)
-        }))
+            SwaggerDocument {
+                json: Arc::new(json),
+                protobuf: Arc::new(protobuf),
+            }
+        })
+    }
+
+    /// The Swagger 2.0 document of every group-version, as JSON.
+    pub fn v2(&self) -> Arc<Rendered> {
+        Arc::clone(&self.swagger().json)
+    }
+
+    /// The same document in gnostic's protobuf encoding.
+    pub fn v2_protobuf(&self) -> Arc<Rendered> {
+        Arc::clone(&self.swagger().protobuf)
     }
 }
 

@@ -9,6 +9,7 @@
 mod cache;
 mod document;
 pub mod extensions;
+mod gnostic;
 mod kinds;
 mod params;
 mod paths;
@@ -30,11 +31,12 @@ use crate::state::ApiState;
 use crate::status::ApiError;
 
 const JSON: &str = "application/json";
-/// What kubectl 1.27/1.28 ask /openapi/v2 for; not served yet (JSON only).
+/// What kubectl 1.27/1.28 ask /openapi/v2 for (the first is the deprecated spelling).
 const V2_PROTOBUF: &[&str] = &[
     "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
 ];
+const V2_PROTOBUF_CONTENT_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 pub fn router(state: Arc<ApiState>) -> Router {
     router_for(Arc::clone(&state.catalogue))
@@ -112,18 +114,24 @@ async fn v2_document(
     State(documents): State<Arc<Documents>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !accepts(&headers, &[JSON]) {
-        let wants_protobuf = accepts(&headers, V2_PROTOBUF);
-        tracing::debug!(
-            wants_protobuf,
-            "OpenAPI v2 asked for a format other than JSON"
-        );
-        return Err(ApiError::not_acceptable(
-            "only application/json is supported for the OpenAPI v2 document",
-        ));
+    match preferred(&headers, &[JSON, V2_PROTOBUF[0], V2_PROTOBUF[1]]) {
+        Some(JSON) => {
+            let doc = build(&documents, |d| d.v2()).await?;
+            Ok(respond(&doc, &headers, JSON, CacheControl::Revalidate))
+        }
+        Some(_) => {
+            let doc = build(&documents, |d| d.v2_protobuf()).await?;
+            Ok(respond(
+                &doc,
+                &headers,
+                V2_PROTOBUF_CONTENT_TYPE,
+                CacheControl::Revalidate,
+            ))
+        }
+        None => Err(ApiError::not_acceptable(
+            "the OpenAPI v2 document is served as application/json or application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+        )),
     }
-    let doc = build(&documents, |d| d.v2()).await?;
-    Ok(respond(&doc, &headers, JSON, CacheControl::Revalidate))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,38 +203,41 @@ fn if_none_match(headers: &HeaderMap, hash: &str) -> bool {
 }
 
 /// Whether the Accept header admits one of `offered` (no header accepts anything).
-fn accepts(headers: &HeaderMap, offered: &[&str]) -> bool {
-    let values: Vec<&str> = headers
+fn accepts(headers: &HeaderMap, offered: &[&'static str]) -> bool {
+    preferred(headers, offered).is_some()
+}
+
+/// The offered media type the client prefers: clauses are taken by descending quality,
+/// then in order; the first clause matching an offer wins, as Kubernetes negotiates.
+fn preferred(headers: &HeaderMap, offered: &[&'static str]) -> Option<&'static str> {
+    if !headers.contains_key(header::ACCEPT) {
+        return offered.first().copied();
+    }
+    let mut clauses: Vec<(f32, String)> = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect();
-    if values.is_empty() {
-        return true;
-    }
-    values
-        .iter()
         .flat_map(|v| v.split(','))
         .filter_map(|clause| {
             let mut parts = clause.split(';').map(str::trim);
             let media = parts.next()?.to_ascii_lowercase();
-            // A clause with q=0 refuses the type.
-            let refused = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            (!refused && !media.is_empty()).then_some(media)
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (!media.is_empty() && q > 0.0).then_some((q, media))
         })
-        .any(|media| {
+        .collect();
+    clauses.sort_by(|a, b| b.0.total_cmp(&a.0));
+    clauses.iter().find_map(|(_, media)| {
+        offered.iter().copied().find(|o| {
             media == "*/*"
-                || offered.iter().any(|o| {
-                    *o == media
-                        || media
-                            .strip_suffix("/*")
-                            .is_some_and(|ty| o.split('/').next() == Some(ty))
-                })
+                || o == media
+                || media
+                    .strip_suffix("/*")
+                    .is_some_and(|ty| o.split('/').next() == Some(ty))
         })
+    })
 }
 
 #[cfg(test)]
