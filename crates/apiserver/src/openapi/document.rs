@@ -4,7 +4,7 @@
 use api::{Catalogue, ResourceInfo};
 use serde_json::{json, Value};
 
-use super::paths::{PathBuilder, Shared};
+use super::paths::PathBuilder;
 use super::schemas::{Dialect, SchemaBuilder};
 
 /// A served group-version.
@@ -42,8 +42,7 @@ pub fn group_versions(catalogue: &Catalogue) -> Vec<GroupVersion> {
         .collect()
 }
 
-fn security_scheme(dialect: Dialect) -> Value {
-    let _ = dialect;
+fn security_scheme() -> Value {
     json!({
         "BearerToken": {
             "description": "Bearer Token authentication",
@@ -61,7 +60,6 @@ fn add_group_version(
     schemas: &mut SchemaBuilder,
     paths: &mut PathBuilder,
 ) {
-    let shared = Shared::new();
     schemas.add_meta_kinds(gv.group, gv.version);
     let resource_list = schemas.add_api_resource_list();
     paths.add_root(&resource_list);
@@ -72,7 +70,7 @@ fn add_group_version(
             .iter()
             .map(|s| (s, schemas.add_subresource(s)))
             .collect();
-        paths.add_resource(r, &names, &subresources, &shared);
+        paths.add_resource(r, &names, &subresources);
     }
 }
 
@@ -87,7 +85,7 @@ pub fn v3(catalogue: &Catalogue, gv: GroupVersion) -> Value {
         "paths": paths.finish(),
         "components": {
             "schemas": schemas.finish(),
-            "securitySchemes": security_scheme(Dialect::V3),
+            "securitySchemes": security_scheme(),
         },
         "security": [{ "BearerToken": [] }],
     })
@@ -107,7 +105,7 @@ pub fn v2(catalogue: &Catalogue) -> Value {
         "info": { "title": "Kubernetes", "version": "unversioned" },
         "paths": all_paths,
         "definitions": schemas.finish(),
-        "securityDefinitions": security_scheme(Dialect::V2),
+        "securityDefinitions": security_scheme(),
         "security": [{ "BearerToken": [] }],
     })
 }

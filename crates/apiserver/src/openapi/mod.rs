@@ -11,6 +11,7 @@ mod document;
 pub mod extensions;
 mod gnostic;
 mod kinds;
+mod operation;
 mod params;
 mod paths;
 mod schemas;

@@ -2,142 +2,15 @@
 //! the operation ids, actions and group/version/kind extensions kubectl reads.
 
 use api::{ResourceInfo, Subresource};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use super::operation::{
+    Code, Operation, Payload, ANY_TYPE, PATCH_TYPES, TEXT_TYPES, WATCHABLE_TYPES,
+};
 use super::params::{self, Param};
 use super::schemas::{Dialect, Gvk, KindNames};
 
-const OBJECT_TYPES: &[&str] = &[
-    "application/json",
-    "application/yaml",
-    "application/vnd.kubernetes.protobuf",
-];
-const WATCHABLE_TYPES: &[&str] = &[
-    "application/json",
-    "application/yaml",
-    "application/vnd.kubernetes.protobuf",
-    "application/json;stream=watch",
-    "application/vnd.kubernetes.protobuf;stream=watch",
-];
-const TEXT_TYPES: &[&str] = &["text/plain", "application/json", "application/yaml"];
-const ANY_TYPE: &[&str] = &["*/*"];
-/// `kubectl apply` computes strategic merge patches only when the patch operation lists
-/// the strategic type, and server-side apply sends apply-patch+yaml.
-pub const PATCH_TYPES: &[&str] = &[
-    "application/apply-patch+yaml",
-    "application/json-patch+json",
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",
-];
-
-/// What a body or response carries.
-#[derive(Debug, Clone)]
-enum Payload {
-    Definition(String),
-    Text,
-}
-
-#[derive(Debug, Clone)]
-struct Body {
-    payload: Payload,
-    content_types: &'static [&'static str],
-}
-
-#[derive(Debug, Clone)]
-struct Response {
-    code: u16,
-    description: &'static str,
-    payload: Payload,
-}
-
-/// One operation before it is rendered in a dialect.
-#[derive(Debug, Clone)]
-struct Operation {
-    method: &'static str,
-    id: String,
-    description: String,
-    action: &'static str,
-    gvk: Gvk,
-    params: Vec<Param>,
-    body: Option<Body>,
-    responses: Vec<Response>,
-    produces: &'static [&'static str],
-}
-
-impl Operation {
-    fn render(&self, dialect: Dialect, tag: &str) -> Value {
-        let mut op = Map::new();
-        op.insert("description".into(), json!(self.description));
-        op.insert("operationId".into(), json!(self.id));
-        op.insert("tags".into(), json!([tag]));
-        let mut parameters: Vec<Value> = self.params.iter().map(|p| p.render(dialect)).collect();
-        match (dialect, &self.body) {
-            (Dialect::V3, Some(body)) => {
-                let schema = payload_schema(dialect, &body.payload);
-                let content: Map<String, Value> = body
-                    .content_types
-                    .iter()
-                    .map(|t| (t.to_string(), json!({ "schema": schema })))
-                    .collect();
-                op.insert(
-                    "requestBody".into(),
-                    json!({ "content": content, "required": true }),
-                );
-            }
-            (Dialect::V2, Some(body)) => {
-                parameters.insert(
-                    0,
-                    json!({
-                        "name": "body",
-                        "in": "body",
-                        "required": true,
-                        "schema": payload_schema(dialect, &body.payload),
-                    }),
-                );
-                op.insert("consumes".into(), json!(body.content_types));
-            }
-            (_, None) => {}
-        }
-        if !parameters.is_empty() {
-            op.insert("parameters".into(), Value::Array(parameters));
-        }
-        let mut responses = Map::new();
-        for r in &self.responses {
-            let schema = payload_schema(dialect, &r.payload);
-            let rendered = match dialect {
-                Dialect::V3 => {
-                    let content: Map<String, Value> = self
-                        .produces
-                        .iter()
-                        .map(|t| (t.to_string(), json!({ "schema": schema })))
-                        .collect();
-                    json!({ "description": r.description, "content": content })
-                }
-                Dialect::V2 => json!({ "description": r.description, "schema": schema }),
-            };
-            responses.insert(r.code.to_string(), rendered);
-        }
-        responses.insert("401".into(), json!({ "description": "Unauthorized" }));
-        op.insert("responses".into(), Value::Object(responses));
-        if dialect == Dialect::V2 {
-            op.insert("produces".into(), json!(self.produces));
-            op.insert("schemes".into(), json!(["https"]));
-        }
-        op.insert("x-kubernetes-action".into(), json!(self.action));
-        op.insert(
-            "x-kubernetes-group-version-kind".into(),
-            self.gvk.to_value(),
-        );
-        Value::Object(op)
-    }
-}
-
-fn payload_schema(dialect: Dialect, payload: &Payload) -> Value {
-    match payload {
-        Payload::Definition(name) => dialect.reference(name),
-        Payload::Text => json!({ "type": "string" }),
-    }
-}
+const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 
 /// "AppsV1", "CoreV1", "RbacAuthorizationV1": how operation ids name a group-version.
 pub fn group_version_ident(group: &str, version: &str) -> String {
@@ -171,6 +44,20 @@ fn tag(group: &str, version: &str) -> String {
     format!("{lowered}_{version}")
 }
 
+/// Where one resource's paths live and how its operations are named.
+struct Scope<'a> {
+    r: &'a ResourceInfo,
+    gvk: Gvk,
+    /// "NamespacedDeployment" or "Node": the kind as operation ids spell it.
+    kind_ident: String,
+    /// "/apis/apps/v1/namespaces/{namespace}" or "/api/v1".
+    scoped_prefix: String,
+    /// The path parameters of the collection path.
+    collection_params: Vec<Param>,
+    /// The path parameters of the object path.
+    object_params: Vec<Param>,
+}
+
 /// Collects the paths of one group-version.
 pub struct PathBuilder {
     dialect: Dialect,
@@ -179,32 +66,6 @@ pub struct PathBuilder {
     ident: String,
     tag: String,
     paths: Map<String, Value>,
-}
-
-/// The definition names shared by every group-version's operations.
-pub struct Shared {
-    pub status: String,
-    pub delete_options: String,
-    pub watch_event: String,
-    pub patch: String,
-}
-
-impl Shared {
-    pub fn new() -> Self {
-        let meta = "io.k8s.apimachinery.pkg.apis.meta.v1";
-        Self {
-            status: format!("{meta}.Status"),
-            delete_options: format!("{meta}.DeleteOptions"),
-            watch_event: format!("{meta}.WatchEvent"),
-            patch: format!("{meta}.Patch"),
-        }
-    }
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl PathBuilder {
@@ -230,41 +91,17 @@ impl PathBuilder {
 
     /// The group-version root, answering its APIResourceList.
     pub fn add_root(&mut self, api_resource_list: &str) {
-        let op = json!({
-            "description": "get available resources",
-            "operationId": format!("get{}APIResources", self.ident),
-            "tags": [self.tag],
-            "responses": self.render_responses(
-                &[Response { code: 200, description: "OK", payload: Payload::Definition(api_resource_list.to_string()) }],
-                OBJECT_TYPES,
-            ),
-        });
-        let mut item = Map::new();
-        item.insert("get".into(), op);
-        if self.dialect == Dialect::V2 {
-            if let Some(get) = item.get_mut("get") {
-                get["produces"] = json!(OBJECT_TYPES);
-                get["consumes"] = json!(OBJECT_TYPES);
-                get["schemes"] = json!(["https"]);
-            }
-        }
-        self.paths
-            .insert(format!("{}/", self.prefix()), Value::Object(item));
+        let op = Operation::new(
+            "get",
+            format!("get{}APIResources", self.ident),
+            "get available resources".into(),
+            Payload::of(api_resource_list),
+        );
+        self.insert(format!("{}/", self.prefix()), &[], vec![op]);
     }
 
-    fn render_responses(&self, responses: &[Response], produces: &'static [&'static str]) -> Value {
-        let op = Operation {
-            method: "get",
-            id: String::new(),
-            description: String::new(),
-            action: "get",
-            gvk: Gvk::new("", "", ""),
-            params: Vec::new(),
-            body: None,
-            responses: responses.to_vec(),
-            produces,
-        };
-        op.render(self.dialect, &self.tag)["responses"].take()
+    fn id(&self, verb: &str, kind_ident: &str) -> String {
+        format!("{verb}{}{kind_ident}", self.ident)
     }
 
     /// Every operation of one resource and its subresources.
@@ -273,235 +110,242 @@ impl PathBuilder {
         r: &ResourceInfo,
         names: &KindNames,
         subresources: &[(&Subresource, Option<String>)],
-        shared: &Shared,
     ) {
-        let gvk = Gvk::new(r.group, r.version, r.kind);
-        let has = |verb: &str| r.verbs.contains(&verb);
         let prefix = self.prefix();
-        let (scope, scoped_prefix, scope_params) = if r.namespaced {
-            (
-                "Namespaced",
-                format!("{prefix}/namespaces/{{namespace}}"),
-                vec![namespace_param()],
-            )
-        } else {
-            ("", prefix.clone(), Vec::new())
-        };
-        let kind = format!("{scope}{}", r.kind);
-        let object = Payload::Definition(names.object.clone());
-        let list = Payload::Definition(names.list.clone());
-        let event = Payload::Definition(shared.watch_event.clone());
-        let status = Payload::Definition(shared.status.clone());
-
-        let mut collection = Vec::new();
-        if has("list") {
-            collection.push(self.op(
-                "get",
-                "list",
-                &kind,
-                "list",
-                format!("list or watch objects of kind {}", r.kind),
-                &gvk,
-                params::LIST,
-                None,
-                vec![ok(list.clone())],
-                WATCHABLE_TYPES,
-            ));
-        }
-        if has("create") {
-            collection.push(self.op(
-                "post",
-                "create",
-                &kind,
-                "post",
-                format!("create a {}", r.kind),
-                &gvk,
-                params::CREATE,
-                Some(Body {
-                    payload: object.clone(),
-                    content_types: ANY_TYPE,
-                }),
-                vec![
-                    ok(object.clone()),
-                    created(object.clone()),
-                    accepted(object.clone()),
-                ],
-                OBJECT_TYPES,
-            ));
-        }
-        if has("deletecollection") {
-            let id_kind = format!("Collection{kind}");
-            collection.push(self.op(
-                "delete",
-                "delete",
-                &id_kind,
-                "deletecollection",
-                format!("delete collection of {}", r.kind),
-                &gvk,
-                params::DELETE_COLLECTION,
-                Some(Body {
-                    payload: Payload::Definition(shared.delete_options.clone()),
-                    content_types: ANY_TYPE,
-                }),
-                vec![ok(status.clone())],
-                OBJECT_TYPES,
-            ));
-        }
-        self.insert(
-            format!("{scoped_prefix}/{}", r.plural),
-            &scope_params,
-            collection,
+        let namespace = Param::path(
+            "namespace",
+            "object name and auth scope, such as for teams and projects",
         );
-
-        let mut named_params = vec![name_param(r.kind)];
-        named_params.extend(scope_params.iter().copied());
-        let mut item = Vec::new();
-        if has("get") {
-            item.push(self.op(
-                "get",
-                "read",
-                &kind,
-                "get",
-                format!("read the specified {}", r.kind),
-                &gvk,
-                &[],
-                None,
-                vec![ok(object.clone())],
-                OBJECT_TYPES,
-            ));
-        }
-        if has("update") {
-            item.push(self.op(
-                "put",
-                "replace",
-                &kind,
-                "put",
-                format!("replace the specified {}", r.kind),
-                &gvk,
-                params::UPDATE,
-                Some(Body {
-                    payload: object.clone(),
-                    content_types: ANY_TYPE,
-                }),
-                vec![ok(object.clone()), created(object.clone())],
-                OBJECT_TYPES,
-            ));
-        }
-        if has("patch") {
-            item.push(self.op(
-                "patch",
-                "patch",
-                &kind,
-                "patch",
-                format!("partially update the specified {}", r.kind),
-                &gvk,
-                params::PATCH,
-                Some(Body {
-                    payload: Payload::Definition(shared.patch.clone()),
-                    content_types: PATCH_TYPES,
-                }),
-                vec![ok(object.clone()), created(object.clone())],
-                OBJECT_TYPES,
-            ));
-        }
-        if has("delete") {
-            item.push(self.op(
-                "delete",
-                "delete",
-                &kind,
-                "delete",
-                format!("delete a {}", r.kind),
-                &gvk,
-                params::DELETE,
-                Some(Body {
-                    payload: Payload::Definition(shared.delete_options.clone()),
-                    content_types: ANY_TYPE,
-                }),
-                vec![ok(object.clone()), accepted(object.clone())],
-                OBJECT_TYPES,
-            ));
-        }
-        self.insert(
-            format!("{scoped_prefix}/{}/{{name}}", r.plural),
-            &named_params,
-            item,
-        );
-
-        if has("watch") {
-            let watch_list = self.op("get", "watch", &format!("{kind}List"), "watchlist",
-                format!("watch individual changes to a list of {}. deprecated: use the 'watch' parameter with a list operation instead.", r.kind),
-                &gvk, params::LIST, None, vec![ok(event.clone())], WATCHABLE_TYPES);
-            self.insert(
-                format!(
-                    "{prefix}/watch{}/{}",
-                    scoped_prefix.strip_prefix(&prefix).unwrap_or(""),
-                    r.plural
-                ),
-                &scope_params,
-                vec![watch_list],
-            );
-            let watch_one = self.op("get", "watch", &kind, "watch",
-                format!("watch changes to an object of kind {}. deprecated: use the 'watch' parameter with a list operation instead, filtered to a single item with the 'fieldSelector' parameter.", r.kind),
-                &gvk, params::LIST, None, vec![ok(event.clone())], WATCHABLE_TYPES);
-            self.insert(
-                format!(
-                    "{prefix}/watch{}/{}/{{name}}",
-                    scoped_prefix.strip_prefix(&prefix).unwrap_or(""),
-                    r.plural
-                ),
-                &named_params,
-                vec![watch_one],
-            );
-        }
-        if r.namespaced {
-            // Listing and watching across every namespace.
-            if has("list") {
-                let op = self.op(
-                    "get",
-                    "list",
-                    &format!("{}ForAllNamespaces", r.kind),
-                    "list",
-                    format!("list or watch objects of kind {}", r.kind),
-                    &gvk,
-                    params::LIST,
-                    None,
-                    vec![ok(list.clone())],
-                    WATCHABLE_TYPES,
-                );
-                self.insert(format!("{prefix}/{}", r.plural), &[], vec![op]);
-            }
-            if has("watch") {
-                let op = self.op("get", "watch", &format!("{}ListForAllNamespaces", r.kind), "watchlist",
-                    format!("watch individual changes to a list of {}. deprecated: use the 'watch' parameter with a list operation instead.", r.kind),
-                    &gvk, params::LIST, None, vec![ok(event)], WATCHABLE_TYPES);
-                self.insert(format!("{prefix}/watch/{}", r.plural), &[], vec![op]);
-            }
-        }
-
-        for (sub, definition) in subresources {
-            self.add_subresource(
+        let name = Param::path("name", "name of the object");
+        let scope = if r.namespaced {
+            Scope {
                 r,
-                &kind,
-                &scoped_prefix,
-                &named_params,
-                sub,
-                definition.as_deref(),
-            );
+                gvk: Gvk::new(r.group, r.version, r.kind),
+                kind_ident: format!("Namespaced{}", r.kind),
+                scoped_prefix: format!("{prefix}/namespaces/{{namespace}}"),
+                collection_params: vec![namespace],
+                object_params: vec![name, namespace],
+            }
+        } else {
+            Scope {
+                r,
+                gvk: Gvk::new(r.group, r.version, r.kind),
+                kind_ident: r.kind.to_string(),
+                scoped_prefix: prefix.clone(),
+                collection_params: Vec::new(),
+                object_params: vec![name],
+            }
+        };
+        self.add_collection(&scope, names);
+        self.add_object(&scope, names);
+        self.add_watches(&scope);
+        for (sub, definition) in subresources {
+            self.add_subresource(&scope, sub, definition.as_deref());
         }
     }
 
-    fn add_subresource(
-        &mut self,
-        r: &ResourceInfo,
-        kind: &str,
-        scoped_prefix: &str,
-        named_params: &[Param],
-        sub: &Subresource,
-        definition: Option<&str>,
-    ) {
+    /// `…/<plural>`: list, create, deletecollection.
+    fn add_collection(&mut self, s: &Scope<'_>, names: &KindNames) {
+        let (r, gvk, k) = (s.r, &s.gvk, &s.kind_ident);
+        let has = |verb: &str| r.verbs.contains(&verb);
+        let mut ops = Vec::new();
+        if has("list") {
+            ops.push(self.list(s, names, k));
+        }
+        if has("create") {
+            ops.push(
+                Operation::new(
+                    "post",
+                    self.id("create", k),
+                    format!("create a {}", r.kind),
+                    Payload::of(&names.object),
+                )
+                .action("post", gvk)
+                .query(params::CREATE)
+                .body(Payload::of(&names.object), ANY_TYPE)
+                .responses(&[Code::Ok, Code::Created, Code::Accepted]),
+            );
+        }
+        if has("deletecollection") {
+            ops.push(
+                Operation::new(
+                    "delete",
+                    self.id("delete", &format!("Collection{k}")),
+                    format!("delete collection of {}", r.kind),
+                    Payload::of(&format!("{META}.Status")),
+                )
+                .action("deletecollection", gvk)
+                .query(params::DELETE_COLLECTION)
+                .body(Payload::of(&format!("{META}.DeleteOptions")), ANY_TYPE),
+            );
+        }
+        let path = format!("{}/{}", s.scoped_prefix, r.plural);
+        self.insert(path, &s.collection_params, ops);
+        if r.namespaced && has("list") {
+            // Listing across every namespace.
+            let op = self.list(s, names, &format!("{}ForAllNamespaces", r.kind));
+            self.insert(format!("{}/{}", self.prefix(), r.plural), &[], vec![op]);
+        }
+    }
+
+    fn list(&self, s: &Scope<'_>, names: &KindNames, kind_ident: &str) -> Operation {
+        Operation::new(
+            "get",
+            self.id("list", kind_ident),
+            format!("list or watch objects of kind {}", s.r.kind),
+            Payload::of(&names.list),
+        )
+        .action("list", &s.gvk)
+        .query(params::LIST)
+        .produces(WATCHABLE_TYPES)
+    }
+
+    /// `…/<plural>/{name}`: read, replace, patch, delete.
+    fn add_object(&mut self, s: &Scope<'_>, names: &KindNames) {
+        let (r, gvk, k) = (s.r, &s.gvk, &s.kind_ident);
+        let has = |verb: &str| r.verbs.contains(&verb);
+        let object = || Payload::of(&names.object);
+        let mut ops = Vec::new();
+        if has("get") {
+            ops.push(
+                Operation::new(
+                    "get",
+                    self.id("read", k),
+                    format!("read the specified {}", r.kind),
+                    object(),
+                )
+                .action("get", gvk),
+            );
+        }
+        if has("update") {
+            ops.push(self.replace(
+                k,
+                format!("replace the specified {}", r.kind),
+                gvk,
+                &names.object,
+            ));
+        }
+        if has("patch") {
+            ops.push(self.patch(
+                k,
+                format!("partially update the specified {}", r.kind),
+                gvk,
+                &names.object,
+            ));
+        }
+        if has("delete") {
+            ops.push(
+                Operation::new(
+                    "delete",
+                    self.id("delete", k),
+                    format!("delete a {}", r.kind),
+                    object(),
+                )
+                .action("delete", gvk)
+                .query(params::DELETE)
+                .body(Payload::of(&format!("{META}.DeleteOptions")), ANY_TYPE)
+                .responses(&[Code::Ok, Code::Accepted]),
+            );
+        }
+        let path = format!("{}/{}/{{name}}", s.scoped_prefix, r.plural);
+        self.insert(path, &s.object_params, ops);
+    }
+
+    fn replace(
+        &self,
+        kind_ident: &str,
+        description: String,
+        gvk: &Gvk,
+        definition: &str,
+    ) -> Operation {
+        Operation::new(
+            "put",
+            self.id("replace", kind_ident),
+            description,
+            Payload::of(definition),
+        )
+        .action("put", gvk)
+        .query(params::UPDATE)
+        .body(Payload::of(definition), ANY_TYPE)
+        .responses(&[Code::Ok, Code::Created])
+    }
+
+    fn patch(
+        &self,
+        kind_ident: &str,
+        description: String,
+        gvk: &Gvk,
+        definition: &str,
+    ) -> Operation {
+        Operation::new(
+            "patch",
+            self.id("patch", kind_ident),
+            description,
+            Payload::of(definition),
+        )
+        .action("patch", gvk)
+        .query(params::PATCH)
+        .body(Payload::of(&format!("{META}.Patch")), PATCH_TYPES)
+        .responses(&[Code::Ok, Code::Created])
+    }
+
+    /// The deprecated `/watch/…` paths, which clients of old still use.
+    fn add_watches(&mut self, s: &Scope<'_>) {
+        let r = s.r;
+        if !r.verbs.contains(&"watch") {
+            return;
+        }
+        let prefix = self.prefix();
+        let scoped = s.scoped_prefix.strip_prefix(&prefix).unwrap_or("");
+        let event = || Payload::of(&format!("{META}.WatchEvent"));
+        let watch_list = |id: String| {
+            Operation::new(
+                "get",
+                id,
+                format!(
+                    "watch individual changes to a list of {}. deprecated: use the 'watch' parameter with a list operation instead.",
+                    r.kind
+                ),
+                event(),
+            )
+            .action("watchlist", &s.gvk)
+            .query(params::LIST)
+            .produces(WATCHABLE_TYPES)
+        };
+        let list = watch_list(self.id("watch", &format!("{}List", s.kind_ident)));
+        self.insert(
+            format!("{prefix}/watch{scoped}/{}", r.plural),
+            &s.collection_params,
+            vec![list],
+        );
+        let one = Operation::new(
+            "get",
+            self.id("watch", &s.kind_ident),
+            format!(
+                "watch changes to an object of kind {}. deprecated: use the 'watch' parameter with a list operation instead, filtered to a single item with the 'fieldSelector' parameter.",
+                r.kind
+            ),
+            event(),
+        )
+        .action("watch", &s.gvk)
+        .query(params::LIST)
+        .produces(WATCHABLE_TYPES);
+        self.insert(
+            format!("{prefix}/watch{scoped}/{}/{{name}}", r.plural),
+            &s.object_params,
+            vec![one],
+        );
+        if r.namespaced {
+            let all = watch_list(self.id("watch", &format!("{}ListForAllNamespaces", r.kind)));
+            self.insert(format!("{prefix}/watch/{}", r.plural), &[], vec![all]);
+        }
+    }
+
+    fn add_subresource(&mut self, s: &Scope<'_>, sub: &Subresource, definition: Option<&str>) {
+        let r = s.r;
         let gvk = Gvk::new(sub.group, sub.version, sub.kind);
-        let id_kind = format!("{kind}{}", capitalise(sub.name));
-        let path = format!("{scoped_prefix}/{}/{{name}}/{}", r.plural, sub.name);
+        let k = format!("{}{}", s.kind_ident, capitalise(sub.name));
+        let path = format!("{}/{}/{{name}}/{}", s.scoped_prefix, r.plural, sub.name);
         let streaming: Option<&'static [Param]> = match sub.name {
             "exec" => Some(params::EXEC),
             "attach" => Some(params::ATTACH),
@@ -516,51 +360,44 @@ impl PathBuilder {
                 .filter_map(|verb| http_method(verb))
                 .map(|method| {
                     let method_ident = capitalise(method);
-                    Operation {
+                    Operation::new(
                         method,
-                        id: format!("connect{}{method_ident}{id_kind}", self.ident),
-                        description: format!(
+                        self.id("connect", &format!("{method_ident}{k}")),
+                        format!(
                             "connect {method_ident} requests to {} of {}",
                             sub.name, r.kind
                         ),
-                        action: "connect",
-                        gvk: gvk.clone(),
-                        params: query.to_vec(),
-                        body: None,
-                        responses: vec![ok(Payload::Text)],
-                        produces: &["*/*"],
-                    }
+                        Payload::Text,
+                    )
+                    .action("connect", &gvk)
+                    .query(query)
+                    .produces(&["*/*"])
                 })
                 .collect();
             if sub.name == "proxy" {
-                let mut with_path = named_params.to_vec();
+                let mut with_path = s.object_params.clone();
                 with_path.push(Param::path("path", "path to the resource"));
-                let nested: Vec<Operation> = ops
+                let nested = ops
                     .iter()
                     .cloned()
-                    .map(|mut op| {
-                        op.id.push_str("WithPath");
-                        op
-                    })
+                    .map(|op| op.with_id_suffix("WithPath"))
                     .collect();
                 self.insert(format!("{path}/{{path}}"), &with_path, nested);
             }
-            self.insert(path, named_params, ops);
+            self.insert(path, &s.object_params, ops);
             return;
         }
         if sub.name == "log" {
-            let op = Operation {
-                method: "get",
-                id: format!("read{}{id_kind}", self.ident),
-                description: format!("read log of the specified {}", r.kind),
-                action: "get",
-                gvk: Gvk::new(r.group, r.version, r.kind),
-                params: params::LOG.to_vec(),
-                body: None,
-                responses: vec![ok(Payload::Text)],
-                produces: TEXT_TYPES,
-            };
-            self.insert(path, named_params, vec![op]);
+            let op = Operation::new(
+                "get",
+                self.id("read", &k),
+                format!("read log of the specified {}", r.kind),
+                Payload::Text,
+            )
+            .action("get", &s.gvk)
+            .query(params::LOG)
+            .produces(TEXT_TYPES);
+            self.insert(path, &s.object_params, vec![op]);
             return;
         }
         let Some(definition) = definition else {
@@ -571,105 +408,33 @@ impl PathBuilder {
             );
             return;
         };
-        let object = Payload::Definition(definition.to_string());
         let mut ops = Vec::new();
         for verb in sub.verbs {
-            let op = match *verb {
-                "get" => self.op(
+            let what = format!("{} of the specified {}", sub.name, r.kind);
+            ops.push(match *verb {
+                "get" => Operation::new(
                     "get",
-                    "read",
-                    &id_kind,
-                    "get",
-                    format!("read {} of the specified {}", sub.name, r.kind),
-                    &gvk,
-                    &[],
-                    None,
-                    vec![ok(object.clone())],
-                    OBJECT_TYPES,
-                ),
-                "update" => self.op(
-                    "put",
-                    "replace",
-                    &id_kind,
-                    "put",
-                    format!("replace {} of the specified {}", sub.name, r.kind),
-                    &gvk,
-                    params::UPDATE,
-                    Some(Body {
-                        payload: object.clone(),
-                        content_types: ANY_TYPE,
-                    }),
-                    vec![ok(object.clone()), created(object.clone())],
-                    OBJECT_TYPES,
-                ),
-                "patch" => self.op(
-                    "patch",
-                    "patch",
-                    &id_kind,
-                    "patch",
-                    format!("partially update {} of the specified {}", sub.name, r.kind),
-                    &gvk,
-                    params::PATCH,
-                    Some(Body {
-                        payload: Payload::Definition(
-                            "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(),
-                        ),
-                        content_types: PATCH_TYPES,
-                    }),
-                    vec![ok(object.clone()), created(object.clone())],
-                    OBJECT_TYPES,
-                ),
-                "create" => self.op(
+                    self.id("read", &k),
+                    format!("read {what}"),
+                    Payload::of(definition),
+                )
+                .action("get", &gvk),
+                "update" => self.replace(&k, format!("replace {what}"), &gvk, definition),
+                "patch" => self.patch(&k, format!("partially update {what}"), &gvk, definition),
+                "create" => Operation::new(
                     "post",
-                    "create",
-                    &id_kind,
-                    "post",
+                    self.id("create", &k),
                     format!("create {} of a {}", sub.name, r.kind),
-                    &gvk,
-                    params::CREATE,
-                    Some(Body {
-                        payload: object.clone(),
-                        content_types: ANY_TYPE,
-                    }),
-                    vec![
-                        ok(object.clone()),
-                        created(object.clone()),
-                        accepted(object.clone()),
-                    ],
-                    OBJECT_TYPES,
-                ),
+                    Payload::of(definition),
+                )
+                .action("post", &gvk)
+                .query(params::CREATE)
+                .body(Payload::of(definition), ANY_TYPE)
+                .responses(&[Code::Ok, Code::Created, Code::Accepted]),
                 _ => continue,
-            };
-            ops.push(op);
+            });
         }
-        self.insert(path, named_params, ops);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn op(
-        &self,
-        method: &'static str,
-        verb: &str,
-        kind_ident: &str,
-        action: &'static str,
-        description: String,
-        gvk: &Gvk,
-        query: &[Param],
-        body: Option<Body>,
-        responses: Vec<Response>,
-        produces: &'static [&'static str],
-    ) -> Operation {
-        Operation {
-            method,
-            id: format!("{verb}{}{kind_ident}", self.ident),
-            description,
-            action,
-            gvk: gvk.clone(),
-            params: query.to_vec(),
-            body,
-            responses,
-            produces,
-        }
+        self.insert(path, &s.object_params, ops);
     }
 
     fn insert(&mut self, path: String, path_params: &[Param], ops: Vec<Operation>) {
@@ -700,41 +465,6 @@ fn http_method(verb: &str) -> Option<&'static str> {
         "delete" => "delete",
         _ => return None,
     })
-}
-
-fn namespace_param() -> Param {
-    Param::path(
-        "namespace",
-        "object name and auth scope, such as for teams and projects",
-    )
-}
-
-fn name_param(_kind: &str) -> Param {
-    Param::path("name", "name of the object")
-}
-
-fn ok(payload: Payload) -> Response {
-    Response {
-        code: 200,
-        description: "OK",
-        payload,
-    }
-}
-
-fn created(payload: Payload) -> Response {
-    Response {
-        code: 201,
-        description: "Created",
-        payload,
-    }
-}
-
-fn accepted(payload: Payload) -> Response {
-    Response {
-        code: 202,
-        description: "Accepted",
-        payload,
-    }
 }
 
 #[cfg(test)]
