@@ -7,6 +7,7 @@
 //! fields its schema does not have. Map-typed fields (labels, data) keep all their keys,
 //! so free-form keys are never reported.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -279,9 +280,10 @@ fn go_style_message(kind: &str, path: &str, serde_message: &str) -> String {
 /// (the decoder reports that itself).
 pub fn find_duplicate_fields(raw_json: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
+    let mut path = String::new();
     let mut de = serde_json::Deserializer::from_slice(raw_json);
     let scan = DuplicateScan {
-        path: String::new(),
+        path: &mut path,
         found: &mut found,
     };
     if let Err(e) = scan.deserialize(&mut de) {
@@ -290,10 +292,37 @@ pub fn find_duplicate_fields(raw_json: &[u8]) -> Vec<String> {
     found
 }
 
-/// Walks one JSON value, remembering the keys of each object it meets.
+/// Walks one JSON value, remembering the keys of each object it meets. `path` is one
+/// buffer extended and truncated on the way down and up, so that a scan allocates only
+/// for escaped keys and large objects.
 struct DuplicateScan<'a> {
-    path: String,
+    path: &'a mut String,
     found: &'a mut Vec<String>,
+}
+
+/// Above this many keys an object's keys go into a hash set instead of a linear list.
+const LINEAR_KEYS: usize = 16;
+
+/// An object key, borrowed from the input unless it had escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for DuplicateScan<'_> {
@@ -312,36 +341,54 @@ impl<'de> Visitor<'de> for DuplicateScan<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() {
-                key.clone()
+        let mut linear: Vec<Cow<'de, str>> = Vec::new();
+        let mut hashed: HashSet<Cow<'de, str>> = HashSet::new();
+        let base = self.path.len();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if base > 0 {
+                self.path.push('.');
+            }
+            self.path.push_str(&key);
+            let seen = if hashed.is_empty() && linear.len() < LINEAR_KEYS {
+                let seen = linear.contains(&key);
+                if !seen {
+                    linear.push(key);
+                }
+                seen
             } else {
-                format!("{}.{key}", self.path)
+                hashed.extend(linear.drain(..));
+                !hashed.insert(key)
             };
-            if !seen.insert(key) {
-                self.found.push(path.clone());
+            if seen {
+                self.found.push(self.path.clone());
             }
             map.next_value_seed(DuplicateScan {
-                path,
-                found: self.found,
+                path: &mut *self.path,
+                found: &mut *self.found,
             })?;
+            self.path.truncate(base);
         }
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let base = self.path.len();
         let mut index = 0usize;
-        while seq
-            .next_element_seed(DuplicateScan {
-                path: format!("{}[{index}]", self.path),
-                found: self.found,
-            })?
-            .is_some()
-        {
+        loop {
+            use std::fmt::Write as _;
+            let _ = write!(self.path, "[{index}]");
+            let more = seq
+                .next_element_seed(DuplicateScan {
+                    path: &mut *self.path,
+                    found: &mut *self.found,
+                })?
+                .is_some();
+            self.path.truncate(base);
+            if !more {
+                return Ok(());
+            }
             index += 1;
         }
-        Ok(())
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<(), E> {
@@ -497,5 +544,20 @@ mod tests {
         );
         assert!(find_duplicate_fields(br#"{"a":[1,{"b":2}],"c":"d"}"#).is_empty());
         assert!(find_duplicate_fields(b"{not json").is_empty());
+        // Escaped keys compare by their text, and large objects switch to hashing.
+        assert_eq!(
+            find_duplicate_fields(br#"{"a\u0062":1,"ab":2}"#),
+            vec!["ab"]
+        );
+        let mut big: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        big.push_str("\"k3\":0,\"k39\":1");
+        assert_eq!(
+            find_duplicate_fields(format!("{{{big}}}").as_bytes()),
+            vec!["k3", "k39"]
+        );
+        assert_eq!(
+            find_duplicate_fields(br#"[{"x":[{"y":1,"y":2}]}]"#),
+            vec!["[0].x[0].y"]
+        );
     }
 }

@@ -8,10 +8,13 @@
 
 pub mod authn;
 pub mod handlers;
+pub mod negotiate;
 pub mod openapi;
 pub mod patch;
+pub mod registry;
 pub mod state;
 pub mod status;
+pub mod watch_cache;
 
 pub use state::ApiState;
 pub use status::ApiError;
