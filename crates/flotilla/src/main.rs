@@ -1,6 +1,11 @@
 //! The `flotilla` binary: one executable for the server, the node agent and the tools.
 
+mod kubeconfig;
+mod server;
+mod store;
+
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -15,18 +20,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the control plane: the Kubernetes API server and its store.
+    Server(server::ServerArgs),
     /// Print the version.
     Version,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
+    // RUST_LOG overrides; by default the server reports its progress at info.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     match cli.command {
-        Command::Version => println!("flotilla {}", env!("CARGO_PKG_VERSION")),
+        Command::Server(args) => server::run(args, started),
+        Command::Version => {
+            println!(
+                "flotilla {} (Kubernetes {})",
+                env!("CARGO_PKG_VERSION"),
+                apiserver::server::GIT_VERSION
+            );
+            Ok(())
+        }
     }
-    Ok(())
 }

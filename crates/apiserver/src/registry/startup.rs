@@ -32,6 +32,17 @@ impl Registry {
             .info("", "Service")
             .cloned()
             .ok_or_else(|| ApiError::internal("the catalogue has no services"))?;
+        // On a restart the Service exists: creating it again would fail on its own cluster IP
+        // (allocated) before reaching AlreadyExists.
+        let key = super::ObjectRef::new(&svc_info, Some("default"), "kubernetes").key();
+        let (existing, _) = self
+            .store
+            .get(&key, None)
+            .await
+            .map_err(|e| ApiError::internal(format!("reading {key}: {e}")))?;
+        if existing.is_some() {
+            return Ok(());
+        }
         let ip = self.config.service_cidr.nth(1).to_string();
         let svc = json!({
             "apiVersion": "v1",
