@@ -356,3 +356,79 @@ pub async fn shutdown_signal() {
         () = term => tracing::info!("SIGTERM received"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+
+    fn echo_len(max: usize) -> Router {
+        Router::new()
+            .route(
+                "/echo",
+                post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            )
+            .layer(DefaultBodyLimit::max(max))
+            .layer(middleware::from_fn_with_state(max, limit_body))
+    }
+
+    async fn send(
+        app: Router,
+        body: Body,
+        length: Option<usize>,
+    ) -> (u16, serde_json::Value, String) {
+        let mut req = http::Request::post("/echo");
+        if let Some(n) = length {
+            req = req.header(http::header::CONTENT_LENGTH, n);
+        }
+        let resp = app.oneshot(req.body(body).unwrap()).await.unwrap();
+        let code = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (
+            code,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+            text,
+        )
+    }
+
+    fn chunks(n: usize, size: usize) -> Body {
+        let chunks = (0..n).map(move |_| Ok::<_, std::io::Error>(vec![b'x'; size]));
+        Body::from_stream(futures::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_413_without_reading() {
+        let (code, status, _) = send(echo_len(10), Body::from(vec![0u8; 11]), Some(11)).await;
+        assert_eq!(code, 413);
+        assert_eq!(status["reason"], "RequestEntityTooLarge");
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_over_the_limit_is_413() {
+        let (code, status, _) = send(echo_len(10), chunks(3, 4), None).await;
+        assert_eq!(code, 413);
+        assert_eq!(status["kind"], "Status");
+    }
+
+    #[tokio::test]
+    async fn a_body_at_the_limit_reaches_the_handler_whole() {
+        let (code, _, text) = send(echo_len(12), chunks(3, 4), None).await;
+        assert_eq!((code, text.as_str()), (200, "12"));
+        let (code, _, text) = send(echo_len(12), Body::from(vec![0u8; 12]), Some(12)).await;
+        assert_eq!((code, text.as_str()), (200, "12"));
+    }
+
+    #[test]
+    fn version_is_kubernetes_1_33_with_go_platform_names() {
+        let v = serde_json::to_value(version_info()).unwrap();
+        assert_eq!(v["major"], "1");
+        assert_eq!(v["minor"], "33");
+        assert_eq!(v["gitVersion"], "v1.33.0-flotilla");
+        let platform = v["platform"].as_str().unwrap();
+        assert!(platform.starts_with("linux/"), "{platform}");
+        assert!(!platform.contains("x86_64") && !platform.contains("aarch64"));
+    }
+}

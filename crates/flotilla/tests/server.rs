@@ -120,6 +120,22 @@ fn kubectl_version_works_with_every_supported_release() {
 }
 
 #[test]
+fn kubectl_get_ns_works_at_once_with_every_supported_release() {
+    let server = Server::start();
+    for version in KUBECTL_VERSIONS {
+        let out = server.kubectl_run(version, &["get", "ns"]);
+        let stdout = out.expect_success(&format!("kubectl {version} get ns"));
+        assert!(stdout.starts_with("NAME"), "{version}: {stdout}");
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            assert!(
+                stdout.contains(ns),
+                "{version}: {ns} missing from\n{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
 fn health_endpoints_answer_ok_and_readyz_lists_checks() {
     let server = Server::start();
     let client = server.admin_client();
