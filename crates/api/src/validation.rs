@@ -317,7 +317,23 @@ fn group_of(api_version: &str) -> &str {
 pub fn validate_object_meta(obj: &Value, namespaced: bool) -> Vec<FieldError> {
     let group = group_of(str_at(obj, "/apiVersion").unwrap_or(""));
     let kind = str_at(obj, "/kind").unwrap_or("");
+    if is_review(group) {
+        // Reviews (SelfSubjectAccessReview, TokenReview, ...) are never stored and are
+        // sent without a name; only their labels and annotations mean anything.
+        let meta = obj.get("metadata").unwrap_or(&Value::Null);
+        let mut errs = validate_labels(meta.get("labels"), "metadata.labels");
+        errs.extend(validate_annotations(
+            meta.get("annotations"),
+            "metadata.annotations",
+        ));
+        return errs;
+    }
     validate_object_meta_with(obj, namespaced, name_validator_for(group, kind))
+}
+
+/// The groups whose kinds are create-only questions answered in the response.
+fn is_review(group: &str) -> bool {
+    matches!(group, "authorization.k8s.io" | "authentication.k8s.io")
 }
 
 /// [`validate_object_meta`] with an explicit name rule.
@@ -654,6 +670,16 @@ mod tests {
             r#"metadata.ownerReferences.apiVersion: Invalid value: "": version must not be empty"#
         );
         assert!(errs[2].contains("Only one reference can have Controller set to true. Found \"true\" in references for ReplicaSet/a and ReplicaSet/b"));
+    }
+
+    #[test]
+    fn reviews_need_no_name() {
+        let ssar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "metadata": {}, "spec": {}});
+        assert!(validate_object_meta(&ssar, false).is_empty());
+        let bad = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "metadata": {"labels": {"a b": "c"}}});
+        assert_eq!(validate_object_meta(&bad, false).len(), 1);
     }
 
     #[test]

@@ -81,7 +81,18 @@ impl Strategy for ServiceStrategy {
         }
         if t != "ExternalName" {
             default_field(spec, "internalTrafficPolicy", json!("Cluster"));
-            default_field(spec, "ipFamilyPolicy", json!("SingleStack"));
+            // Headless services without a selector take every family their endpoints have.
+            let selectorless_headless = is_headless(spec)
+                && spec
+                    .get("selector")
+                    .and_then(Value::as_object)
+                    .is_none_or(|s| s.is_empty());
+            let policy = if selectorless_headless {
+                "RequireDualStack"
+            } else {
+                "SingleStack"
+            };
+            default_field(spec, "ipFamilyPolicy", json!(policy));
             let family = match str_of(spec, "clusterIP").and_then(|ip| ip.parse::<IpAddr>().ok()) {
                 Some(IpAddr::V6(_)) => "IPv6",
                 _ => "IPv4",
@@ -485,7 +496,12 @@ mod tests {
             "spec.type: Unsupported value: \"Cluster\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
             "spec.ports: Required value",
         ]);
-        let headless = svc(json!({"clusterIP": "None"}));
+        let mut headless = svc(json!({"clusterIP": "None"}));
+        ServiceStrategy.default(&mut headless);
+        assert_eq!(
+            headless["spec"]["ipFamilyPolicy"],
+            json!("RequireDualStack")
+        );
         assert!(ServiceStrategy.validate(&headless).is_empty());
         let s = svc(json!({"clusterIP": "10.43.0.300", "ports": [
             {"port": 80, "nodePort": 30080}, {"name": "b", "port": 0, "protocol": "TCP"}]}));
