@@ -48,6 +48,22 @@ pub fn printer_for(info: &ResourceInfo) -> &'static dyn TablePrinter {
     tables::printer(info.group, info.kind).unwrap_or(&DefaultPrinter)
 }
 
+/// The printer for a subresource's object (`kubectl get --subresource=status|scale`): the
+/// kind the subresource returns decides, so `status` prints like its parent and `scale`
+/// prints autoscaling/v1 Scale. None for subresources that return no object to print
+/// (log, exec, ...) or that the resource does not have.
+pub fn printer_for_subresource(
+    info: &ResourceInfo,
+    subresource: &str,
+) -> Option<&'static dyn TablePrinter> {
+    let sub = info.subresource(subresource)?;
+    // `log` answers text, and the connect subresources (exec, proxy, ...) take *Options.
+    if !sub.verbs.contains(&"get") || sub.name == "log" || sub.kind.ends_with("Options") {
+        return None;
+    }
+    Some(tables::printer(sub.group, sub.kind).unwrap_or(&DefaultPrinter))
+}
+
 /// Kubernetes' default table for kinds without a printer of their own.
 pub struct DefaultPrinter;
 
@@ -195,6 +211,24 @@ mod tests {
         );
         assert_eq!(wide_columns("configmaps", "").0, ["Name", "Data", "Age"]);
         assert_eq!(wide_columns("namespaces", "").0, ["Name", "Status", "Age"]);
+    }
+
+    #[test]
+    fn subresource_printers() {
+        let cat = Catalogue::builtin();
+        let deploy = cat
+            .lookup("apps", "v1", "deployments")
+            .expect("deployments");
+        let scale = printer_for_subresource(deploy, "scale").expect("scale");
+        let names: Vec<&str> = scale.columns().iter().map(|c| c.name).collect();
+        assert_eq!(names, ["Name", "Desired", "Available", "Age"]);
+        let status = printer_for_subresource(deploy, "status").expect("status");
+        assert_eq!(status.columns(), printer_for(deploy).columns());
+        let pods = cat.lookup("", "v1", "pods").expect("pods");
+        assert!(printer_for_subresource(pods, "exec").is_none());
+        assert!(printer_for_subresource(pods, "log").is_none());
+        assert!(printer_for_subresource(pods, "eviction").is_none());
+        assert!(printer_for_subresource(pods, "scale").is_none());
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub(crate) fn printer(group: &str, kind: &str) -> Option<&'static dyn TablePrint
         ("networking.k8s.io", "NetworkPolicy") => &networking::NetworkPolicyPrinter,
         ("scheduling.k8s.io", "PriorityClass") => &config::PriorityClassPrinter,
         ("storage.k8s.io", "StorageClass") => &storage::StorageClassPrinter,
+        ("autoscaling", "Scale") => &workloads::ScalePrinter,
         _ => return None,
     };
     Some(printer)

@@ -164,6 +164,41 @@ impl TablePrinter for DaemonSetPrinter {
     }
 }
 
+/// autoscaling/v1 Scale, the `scale` subresource of Deployments, ReplicaSets and
+/// StatefulSets (`kubectl get deploy/web --subresource=scale`).
+pub struct ScalePrinter;
+
+const SCALE_COLUMNS: &[Column] = &[
+    // Kubernetes gives this Name column no "name" format.
+    col("Name", "string", super::columns::NAME_DOC),
+    col(
+        "Desired",
+        "integer",
+        "replicas is the desired number of instances for the scaled object.",
+    ),
+    col(
+        "Available",
+        "integer",
+        "replicas is the actual number of observed instances of the scaled object.",
+    ),
+    AGE,
+];
+
+impl TablePrinter for ScalePrinter {
+    fn columns(&self) -> Vec<Column> {
+        SCALE_COLUMNS.to_vec()
+    }
+
+    fn cells(&self, obj: &Value, now: Timestamp) -> Vec<Value> {
+        vec![
+            name(obj),
+            json!(int_at(obj, "/spec/replicas")),
+            json!(int_at(obj, "/status/replicas")),
+            age(obj, now),
+        ]
+    }
+}
+
 pub struct ControllerRevisionPrinter;
 
 const CONTROLLER_REVISION_COLUMNS: &[Column] = &[
@@ -313,6 +348,16 @@ mod tests {
             ]
         );
         assert_eq!(c[10], json!("<none>"));
+    }
+
+    #[test]
+    fn scale_row() {
+        let scale = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3}, "status": {"replicas": 2, "selector": "app=web"}});
+        assert_eq!(
+            &ScalePrinter.cells(&scale, now())[..3],
+            &[json!("web"), json!(3), json!(2)]
+        );
+        assert_eq!(ScalePrinter.columns()[0].format, "");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::{
 /// many commits instead of stalling one.
 const GARBAGE_PER_COMMIT: usize = 8192;
 /// Shrink the file only after at least this many deletions (and twice as many as remain).
-const SHRINK_AFTER_DELETES: usize = 10_000;
+const SHRINK_AFTER_DELETES: usize = 1024;
 
 pub(crate) enum Request {
     Txn {
