@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Barrier;
 
 use super::{bytes, check, check_eq, CaseResult, Failure, DEADLINE};
-use crate::{Compare, KeyValue, Op, OpResult, Store, StoreError, Txn, TxnResult};
+use crate::{Compare, KeyValue, ListOptions, Op, OpResult, Store, StoreError, Txn, TxnResult};
 
 const CAS_TASKS: usize = 64;
 const CAS_KEYS: usize = 4;
@@ -227,6 +227,20 @@ pub async fn revisions_follow_write_transactions(store: Arc<dyn Store>) -> CaseR
         store.get("/rev/b", Some(r0 + 2)).await?,
         (None, r0 + 2),
         "read before the key existed"
+    );
+
+    let past = store
+        .list(ListOptions {
+            prefix: "/rev/".into(),
+            revision: Some(r0 + 2),
+            limit: Some(1),
+            continue_token: None,
+        })
+        .await?;
+    check_eq!(
+        (past.kvs, past.revision, past.continue_token, past.remaining),
+        (vec![a2.clone()], r0 + 2, None, 0),
+        "a list at a past revision"
     );
 
     // A failed compare writes nothing and reports every compared key's current value.
