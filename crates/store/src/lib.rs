@@ -10,13 +10,13 @@
 
 pub mod conformance;
 pub mod embedded;
-pub mod etcd;
 mod error;
+pub mod etcd;
 mod types;
 
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
-pub use etcd::{EtcdConfig, EtcdStore};
 pub use error::{StoreError, StoreResult};
+pub use etcd::{EtcdConfig, EtcdStore};
 pub use types::{
     validate_key, validate_value, Compare, ContinueToken, Event, EventKind, KeyRange, KeyValue,
     ListOptions, ListResult, Op, OpResult, Revision, Txn, TxnResult, WatchStream, MAX_KEY_BYTES,

@@ -9,8 +9,7 @@ async fn fresh() -> (Arc<dyn Store>, tempfile::TempDir) {
         .prefix("flotilla-embedded-")
         .tempdir()
         .expect("create a temp dir");
-    let store =
-        EmbeddedStore::open(dir.path(), EmbeddedConfig::default()).expect("open the store");
+    let store = EmbeddedStore::open(dir.path(), EmbeddedConfig::default()).expect("open the store");
     (Arc::new(store), dir)
 }
 

@@ -5,6 +5,11 @@
 //! revision directly, so the store keeps the highest one it has seen (its own compactions,
 //! watch cancellations) and, when that may be stale, finds the exact value by probing reads:
 //! a read at `r` fails exactly when `r` is below the compacted revision.
+//!
+//! etcd must accept what the contract accepts: run it with `--max-request-bytes` above
+//! 1.5 MiB plus key and framing (the default is exactly 1.5 MiB) and, for transactions of
+//! more than 128 ops, a larger `--max-txn-ops`; a request over either limit fails with
+//! [`StoreError::InvalidRequest`].
 
 mod error;
 mod keyspace;
