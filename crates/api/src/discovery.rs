@@ -5,7 +5,9 @@
 //! k8s.io/api/apidiscovery/v2's `APIGroupDiscovery`; optional fields are left out when empty,
 //! as Go's `omitempty` does, because clients treat a missing list and an empty one alike.
 
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::catalogue::{Catalogue, ResourceInfo, Subresource};
 
@@ -146,7 +148,28 @@ fn api_resource(info: &ResourceInfo) -> Value {
     map.insert("verbs".into(), json!(info.verbs));
     insert_list(&mut map, "shortNames", info.short_names);
     insert_list(&mut map, "categories", info.categories);
+    if let Some(hash) = storage_version_hash(info) {
+        map.insert("storageVersionHash".into(), json!(hash));
+    }
     Value::Object(map)
+}
+
+/// kube-apiserver's `storageVersionHash`: the first 8 bytes of the SHA-256 of the storage
+/// version's "group/version/kind", base64-encoded. Storage-migration tools compare it to
+/// notice a changed storage version. Resources that are never stored (bindings, reviews,
+/// which only take `create`) have none.
+fn storage_version_hash(info: &ResourceInfo) -> Option<String> {
+    if !info.verbs.contains(&"get") {
+        return None;
+    }
+    // events.k8s.io Events live in the same storage as core Events, encoded as core/v1.
+    let stored = if info.group == "events.k8s.io" && info.kind == "Event" {
+        "/v1/Event".to_string()
+    } else {
+        format!("{}/{}/{}", info.group, info.version, info.kind)
+    };
+    let digest = Sha256::digest(stored.as_bytes());
+    Some(base64::engine::general_purpose::STANDARD.encode(&digest[..8]))
 }
 
 /// A subresource's APIResource entry ("pods/status"). Group and version are given only
@@ -260,8 +283,11 @@ mod tests {
                 "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
                 "shortNames": ["po"],
                 "categories": ["all"],
+                "storageVersionHash": "xPOwRZ+Yhw8=",
             })
         );
+        let bindings = find(&core["resources"], "name", "bindings");
+        assert!(bindings.get("storageVersionHash").is_none());
         let eviction = find(&core["resources"], "name", "pods/eviction");
         assert_eq!(eviction["group"], "policy");
         assert_eq!(eviction["kind"], "Eviction");
@@ -288,6 +314,14 @@ mod tests {
             })
         );
         assert!(api_resource_list(&cat, "apps", "v1beta1").is_none());
+        let deploy = find(&apps["resources"], "name", "deployments");
+        assert_eq!(deploy["storageVersionHash"], "8aSe+NMegvE=");
+        // Both Event APIs share core/v1 storage, hence the hash.
+        let events = api_resource_list(&cat, "events.k8s.io", "v1").expect("events");
+        assert_eq!(
+            find(&events["resources"], "name", "events")["storageVersionHash"],
+            find(&core["resources"], "name", "events")["storageVersionHash"]
+        );
     }
 
     #[test]
