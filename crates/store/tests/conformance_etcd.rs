@@ -131,3 +131,15 @@ async fn requests_and_watches_fail_when_etcd_dies() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_test_etcd_is_gone_with_its_dir_after_drop() {
+    let server = EtcdServer::start().await;
+    let (pid, dir) = (server.pid(), server.temp_dir().to_path_buf());
+    assert!(dir.join("data").is_dir());
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    drop(server);
+    // Drop waits for the process, so it is reaped and its /proc entry is gone.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert!(!dir.exists());
+}

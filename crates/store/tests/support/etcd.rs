@@ -130,6 +130,10 @@ impl EtcdServer {
             .expect("connect to the test etcd")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills etcd now, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
