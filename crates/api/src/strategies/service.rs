@@ -114,6 +114,7 @@ impl Strategy for ServiceStrategy {
         let Some(new_spec) = child_mut(new, "spec") else {
             return;
         };
+        drop_type_dependent_fields(new_spec, old_spec);
         if service_type(new_spec) == "ExternalName" || service_type(old_spec) == "ExternalName" {
             return;
         }
@@ -358,6 +359,58 @@ impl Strategy for ServiceStrategy {
     }
 }
 
+/// Clears what the old type needed and the new one does not, when the update merely
+/// carried the old value along (as `kubectl apply` of a changed `type` does), like
+/// Kubernetes' `dropTypeDependentFields`. A value the client changed is kept, so that
+/// validation reports it.
+fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
+    let (old_type, new_type) = (service_type(old).to_string(), service_type(new).to_string());
+    let needs_node_port = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    let drop_if_same = |new: &mut Value, key: &str| {
+        if new.get(key).is_some() && new.get(key) == old.get(key) {
+            if let Some(map) = new.as_object_mut() {
+                map.remove(key);
+            }
+        }
+    };
+    if old_type != "ExternalName" && new_type == "ExternalName" {
+        for key in [
+            "clusterIP",
+            "clusterIPs",
+            "ipFamilies",
+            "ipFamilyPolicy",
+            "internalTrafficPolicy",
+        ] {
+            drop_if_same(new, key);
+        }
+    }
+    if needs_node_port(&old_type) && !needs_node_port(&new_type) {
+        for key in ["healthCheckNodePort", "externalTrafficPolicy"] {
+            drop_if_same(new, key);
+        }
+        let old_ports = array_of(old, "ports");
+        let same_node_ports = array_of(new, "ports").iter().all(|p| {
+            p.get("nodePort").is_none_or(|np| {
+                old_ports
+                    .iter()
+                    .any(|o| o.get("port") == p.get("port") && o.get("nodePort") == Some(np))
+            })
+        });
+        if same_node_ports {
+            each_mut(new, "ports", |p| {
+                if let Some(map) = p.as_object_mut() {
+                    map.remove("nodePort");
+                }
+            });
+        }
+    }
+    if old_type == "LoadBalancer" && new_type != "LoadBalancer" {
+        for key in ["allocateLoadBalancerNodePorts", "loadBalancerClass"] {
+            drop_if_same(new, key);
+        }
+    }
+}
+
 impl Strategy for EndpointsStrategy {
     fn default(&self, obj: &mut Value) {
         each_mut(obj, "subsets", |s| {
@@ -552,6 +605,38 @@ mod tests {
         ServiceStrategy.default(&mut new);
         ServiceStrategy.prepare_for_update(&mut new, &old);
         assert_eq!(new["spec"]["ports"][0]["nodePort"], json!(30001));
+    }
+
+    #[test]
+    fn type_changes_drop_what_the_old_type_needed() {
+        let mut old = svc(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30001}]}));
+        ServiceStrategy.default(&mut old);
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        ServiceStrategy.default(&mut new);
+        ServiceStrategy.prepare_for_update(&mut new, &old);
+        assert_eq!(
+            new["spec"]["ports"],
+            json!([{"port": 80, "protocol": "TCP", "targetPort": 80}])
+        );
+        assert!(new["spec"].get("externalTrafficPolicy").is_none());
+        assert!(ServiceStrategy.validate(&new).is_empty());
+        let mut ext = old.clone();
+        ext["spec"]["type"] = json!("ExternalName");
+        ext["spec"]["externalName"] = json!("example.com");
+        ServiceStrategy.prepare_for_update(&mut ext, &old);
+        assert!(ext["spec"].get("ipFamilies").is_none());
+        assert!(
+            ServiceStrategy.validate(&ext).is_empty(),
+            "{:?}",
+            ServiceStrategy.validate(&ext)
+        );
+        // A node port the client changed is kept, and validation reports it.
+        let mut changed = old.clone();
+        changed["spec"]["type"] = json!("ClusterIP");
+        changed["spec"]["ports"][0]["nodePort"] = json!(30002);
+        ServiceStrategy.prepare_for_update(&mut changed, &old);
+        assert_eq!(ServiceStrategy.validate(&changed).len(), 1);
     }
 
     #[test]
