@@ -494,3 +494,18 @@ async fn compaction_gives_disk_space_back() {
         .iter()
         .all(|kv| kv.version == 150 && kv.value == value));
 }
+
+#[tokio::test]
+async fn the_revision_survives_compacting_away_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(&dir);
+        s.put("/gone/a", b("1")).await.unwrap();
+        s.delete("/gone/a", None).await.unwrap();
+        s.compact(2).await.unwrap();
+    }
+    let s = open(&dir);
+    assert_eq!(s.current_revision().await.unwrap(), 2);
+    assert_eq!(s.compacted_revision().await.unwrap(), 2);
+    assert_eq!(s.put("/gone/b", b("2")).await.unwrap().mod_revision, 3);
+}

@@ -174,12 +174,10 @@ impl Writer {
         let mut pending = Vec::with_capacity(batch.len());
         let mut records: Vec<(RecordId, Record)> = Vec::new();
         let mut changes: Vec<(Change, Arc<Event>)> = Vec::new();
-        let start_rev;
         let mut rev;
         {
             let state = self.shared.read();
-            start_rev = state.mvcc.current;
-            rev = start_rev;
+            rev = state.mvcc.current;
             // The latest value of each key touched so far in this batch.
             let mut overlay: HashMap<String, Option<Arc<KeyValue>>> = HashMap::new();
             let lookup = |overlay: &HashMap<String, Option<Arc<KeyValue>>>, key: &str| match overlay
@@ -292,7 +290,9 @@ impl Writer {
         let garbage: Vec<RecordId> = self.garbage.drain(..take).collect();
         let commit = CommitBatch {
             records: records.iter().map(|(id, r)| (*id, r)).collect(),
-            current: (rev != start_rev).then_some(rev),
+            // The records carry the revision; `meta` needs it only once compaction may delete
+            // the newest record (see `compact`), which keeps one table out of every commit.
+            current: None,
             compacted: None,
             garbage: &garbage,
         };
@@ -331,7 +331,7 @@ impl Writer {
     }
 
     fn compact(&mut self, revision: Revision) -> StoreResult<()> {
-        {
+        let current = {
             let s = self.shared.read();
             if revision > s.mvcc.current {
                 return Err(StoreError::FutureRevision {
@@ -345,11 +345,15 @@ impl Writer {
                     compacted: s.mvcc.compacted,
                 });
             }
-        }
+            s.mvcc.current
+        };
         // The compacted revision is durable before anything is forgotten, so a restart never
         // serves history that was promised gone, nor loses history still promised.
+        // The current revision goes with it: the garbage may include the newest record (a
+        // delete at `revision`), after which only `meta` remembers the counter.
         self.disk.commit(&CommitBatch {
             compacted: Some(revision),
+            current: Some(current),
             ..CommitBatch::default()
         })?;
         let garbage = self.shared.write().mvcc.compact(revision);
