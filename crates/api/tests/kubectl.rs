@@ -377,7 +377,24 @@ fn sample_objects(now: Timestamp) -> Vec<(&'static str, Vec<Value>)> {
                  "template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}},
         "status": {"readyReplicas": 1, "updatedReplicas": 2, "availableReplicas": 1},
     });
+    let node = json!({
+        "metadata": {"name": "n1", "creationTimestamp": created,
+                     "labels": {"node-role.kubernetes.io/control-plane": ""}},
+        "spec": {"unschedulable": true},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                   "addresses": [{"type": "InternalIP", "address": "192.168.50.2"}],
+                   "nodeInfo": {"kubeletVersion": "v1.33.0", "osImage": "Debian GNU/Linux 12 (bookworm)",
+                                "kernelVersion": "6.1.0", "containerRuntimeVersion": "runc://1.1.12"}},
+    });
+    let event = json!({
+        "metadata": {"name": "web-1.1", "namespace": "default", "creationTimestamp": created},
+        "involvedObject": {"kind": "Pod", "name": "web-1"}, "type": "Warning", "reason": "BackOff",
+        "message": "Back-off restarting failed container", "count": 4,
+        "firstTimestamp": created, "lastTimestamp": ago(now, 15 * 60 + 30),
+    });
     vec![
+        ("nodes", vec![node]),
+        ("events", vec![event]),
         ("pods", vec![web, init]),
         ("services", vec![service]),
         ("deployments", vec![deployment]),
@@ -385,20 +402,62 @@ fn sample_objects(now: Timestamp) -> Vec<(&'static str, Vec<Value>)> {
 }
 
 #[tokio::test]
-async fn kubectl_prints_pod_tables() {
-    let Some(binary) = kubectl_binary("33") else {
-        eprintln!("kubectl.1.33 is not installed: skipped");
+async fn kubectl_1_33_prints_tables() {
+    print_tables("33").await;
+}
+
+#[tokio::test]
+async fn kubectl_1_27_prints_tables() {
+    print_tables("27").await;
+}
+
+async fn print_tables(minor: &'static str) {
+    let Some(binary) = kubectl_binary(minor) else {
+        eprintln!("kubectl.1.{minor} is not installed: skipped");
         return;
     };
     let now = Timestamp::now();
     let stub = start(Served {
         catalogue: Catalogue::builtin(),
         aggregated: true,
-        minor: "33",
+        minor,
         objects: sample_objects(now),
     })
     .await;
     let client = Client::new(binary, &stub);
+
+    let nodes = client.run(&["get", "nodes", "-o", "wide"]).await;
+    assert_eq!(
+        find_line(&nodes, "n1"),
+        [
+            "n1",
+            "Ready,SchedulingDisabled",
+            "control-plane",
+            "62m",
+            "v1.33.0",
+            "192.168.50.2",
+            "<none>",
+            "Debian GNU/Linux 12 (bookworm)",
+            "6.1.0",
+            "runc://1.1.12"
+        ]
+    );
+
+    let events = client.run(&["get", "events"]).await;
+    assert_eq!(
+        columns(events.lines().next().unwrap_or("")),
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
+    assert_eq!(
+        find_line(&events, "15m"),
+        [
+            "15m",
+            "Warning",
+            "BackOff",
+            "pod/web-1",
+            "Back-off restarting failed container"
+        ]
+    );
 
     let out = client.run(&["get", "pods"]).await;
     assert_eq!(
