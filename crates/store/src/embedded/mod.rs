@@ -85,9 +85,13 @@ impl EmbeddedStore {
     /// This is synchronous and reads the whole file, so call it from `spawn_blocking` when a
     /// runtime's worker must not stall; it does not need a Tokio runtime.
     pub fn open(dir: &Path, config: EmbeddedConfig) -> StoreResult<EmbeddedStore> {
-        if config.max_batch_txns == 0 || config.watch_buffer == 0 {
+        if config.max_batch_txns == 0
+            || config.watch_buffer == 0
+            || config.compaction_interval == Some(Duration::ZERO)
+        {
             return Err(StoreError::InvalidRequest {
-                reason: "max_batch_txns and watch_buffer must be positive".into(),
+                reason: "max_batch_txns, watch_buffer and compaction_interval must be positive"
+                    .into(),
             });
         }
         let started = std::time::Instant::now();

@@ -509,3 +509,39 @@ async fn the_revision_survives_compacting_away_every_record() {
     assert_eq!(s.compacted_revision().await.unwrap(), 2);
     assert_eq!(s.put("/gone/b", b("2")).await.unwrap().mod_revision, 3);
 }
+
+#[tokio::test]
+async fn interval_compaction_trails_by_one_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig {
+        compaction_interval: Some(Duration::from_millis(50)),
+        ..quiet()
+    };
+    let s = EmbeddedStore::open(dir.path(), config).unwrap();
+    for i in 0..3 {
+        s.put("/tick/a", b(&i.to_string())).await.unwrap();
+    }
+    // The first tick only notes revision 3; a later one compacts to it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.compacted_revision().await.unwrap() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no compaction within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.compacted_revision().await.unwrap(), 3);
+    assert!(matches!(
+        s.get("/tick/a", Some(2)).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    let zero = EmbeddedConfig {
+        compaction_interval: Some(Duration::ZERO),
+        ..quiet()
+    };
+    let other = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        EmbeddedStore::open(other.path(), zero),
+        Err(StoreError::InvalidRequest { .. })
+    ));
+}
