@@ -6,6 +6,9 @@
 //! that lists v2beta1 before plain JSON gets v2beta1 and one that lists only v2beta1 never
 //! gets v2.
 
+// `ApiError` is the crate-wide error (a Status); boxing it is status.rs's call, not each caller's.
+#![allow(clippy::result_large_err)]
+
 use api::discovery::AggregatedFormat;
 
 use crate::status::ApiError;

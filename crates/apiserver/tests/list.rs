@@ -12,9 +12,14 @@ const CMS: &str = "/api/v1/namespaces/default/configmaps";
 fn names(list: &serde_json::Value) -> Vec<String> {
     let mut v: Vec<String> = list["items"]
         .as_array()
-        .unwrap()
+        .expect("a list has items")
         .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .map(|i| {
+            i["metadata"]["name"]
+                .as_str()
+                .expect("items have names")
+                .to_string()
+        })
         .collect();
     v.sort();
     v
@@ -140,7 +145,10 @@ async fn pagination_over_1200_objects() {
         (r.body["items"].as_array().unwrap().len() == 1200).then(|| t0.elapsed())
     })
     .await;
-    eprintln!("cached list of 1200 took {:?}", cached.expect("the cache caught up"));
+    eprintln!(
+        "cached list of 1200 took {:?}",
+        cached.expect("the cache caught up")
+    );
 }
 
 #[tokio::test]
