@@ -7,11 +7,14 @@
 //! [`status::ApiError`].
 
 pub mod authn;
+pub mod config;
 pub mod handlers;
 pub mod negotiate;
 pub mod openapi;
 pub mod patch;
+pub mod pki;
 pub mod registry;
+pub mod server;
 pub mod state;
 pub mod status;
 pub mod watch_cache;
