@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub etcd_endpoints: Vec<String>,
     /// Static bearer tokens, in Kubernetes' CSV format `token,user,uid,"group1,group2"`.
     pub token_auth_file: Option<PathBuf>,
+    /// Further names and addresses for the serving certificate (clients that reach the
+    /// server through a load balancer or another address of the host).
+    pub tls_sans: Vec<String>,
     pub max_request_body_bytes: usize,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
             port: DEFAULT_PORT,
             etcd_endpoints: Vec::new(),
             token_auth_file: None,
+            tls_sans: Vec::new(),
             max_request_body_bytes: MAX_REQUEST_BODY_BYTES,
             shutdown_grace: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),

@@ -33,6 +33,9 @@ pub struct ServerArgs {
     /// Static bearer tokens, one `token,user,uid,"group1,group2"` per line.
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
+    /// Further names or addresses for the serving certificate (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tls_san: Vec<String>,
     /// Run without the node agent (control plane only).
     #[arg(long)]
     pub no_agent: bool,
@@ -52,6 +55,7 @@ impl ServerArgs {
             port: self.port,
             etcd_endpoints: self.etcd_endpoints.clone(),
             token_auth_file: self.token_auth_file.clone(),
+            tls_sans: self.tls_san.clone(),
             max_request_body_bytes: self.max_request_body_bytes,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             ..ServerConfig::default()
@@ -73,7 +77,12 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         tracing::info!("this build has no node agent yet: serving the control plane only");
     }
 
-    let names = pki::default_serving_names(config.bind_address, hostname().as_deref());
+    let mut names = pki::default_serving_names(config.bind_address, hostname().as_deref());
+    for san in &config.tls_sans {
+        if !names.contains(san) {
+            names.push(san.clone());
+        }
+    }
     let data_dir = config.data_dir.clone();
     let pki = tokio::task::spawn_blocking(move || ClusterPki::load_or_create(&data_dir, &names))
         .await
@@ -157,6 +166,8 @@ mod tests {
             "http://127.0.0.1:1,http://127.0.0.1:2",
             "--token-auth-file",
             "/tmp/t.csv",
+            "--tls-san",
+            "api.example.test,192.0.2.10",
             "--no-agent",
         ])
         .unwrap();
@@ -164,6 +175,7 @@ mod tests {
         assert_eq!(c.port, 7443);
         assert_eq!(c.etcd_endpoints.len(), 2);
         assert_eq!(c.token_auth_file, Some(PathBuf::from("/tmp/t.csv")));
+        assert_eq!(c.tls_sans, ["api.example.test", "192.0.2.10"]);
         assert!(w.args.no_agent);
     }
 
