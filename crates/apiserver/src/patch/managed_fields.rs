@@ -341,7 +341,38 @@ pub fn record_update(
     }
     prune(&mut entries, new);
     stamp_changed(&mut entries, &before);
+    cap_update_managers(&mut entries);
     write(new, &entries);
+}
+
+/// Kubernetes keeps at most this many Update entries; older ones fold into one.
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Folds the oldest Update entries into an `ancient-changes` entry so that an object written
+/// by many managers (every controller, every `kubectl edit`) keeps managedFields bounded.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let is_update = |e: &Entry| e.operation == "Update";
+    if entries.iter().filter(|e| is_update(e)).count() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    let (mut updates, mut kept): (Vec<Entry>, Vec<Entry>) =
+        entries.drain(..).partition(|e| is_update(e));
+    let mut ancient = match updates.iter().position(|e| e.manager == ANCIENT_CHANGES) {
+        Some(i) => updates.remove(i),
+        None => Entry::new(ANCIENT_CHANGES, Operation::Update, "", ""),
+    };
+    // Newest first. RFC 3339 UTC timestamps of one format sort as strings, entries without
+    // one are oldest, and within one second a later entry in the list is the newer one.
+    updates.reverse();
+    updates.sort_by(|a, b| b.time.cmp(&a.time));
+    for old in updates.split_off(MAX_UPDATE_MANAGERS - 1) {
+        ancient.fields.union(&old.fields);
+        ancient.time = ancient.time.max(old.time);
+    }
+    kept.extend(updates);
+    kept.push(ancient);
+    *entries = kept;
 }
 
 /// Drops fields that no longer exist in `obj` from every entry, and empty entries.

@@ -130,3 +130,29 @@ fn custom_resources_own_lists_atomically() {
     assert_eq!(f["f:spec"]["f:items"], json!({}));
     assert_eq!(f["f:spec"]["f:size"]["f:w"], json!({}));
 }
+
+#[test]
+fn many_update_managers_fold_into_ancient_changes() {
+    let mut obj = deployment(0, "nginx");
+    record_update(None, &mut obj, "m0", None);
+    for i in 1..=12 {
+        let mut next = obj.clone();
+        next["spec"]["replicas"] = json!(i);
+        next["metadata"]["labels"][format!("l{i}")] = json!("x");
+        record_update(Some(&obj), &mut next, &format!("m{i}"), None);
+        obj = next;
+    }
+    let es = entries(&obj);
+    assert_eq!(es.len(), MAX_UPDATE_MANAGERS);
+    let ancient = es
+        .iter()
+        .find(|e| e.manager == ANCIENT_CHANGES)
+        .expect("folded");
+    // The first manager's fields were folded in, not lost.
+    assert!(ancient.fields.contains(&[
+        PathElement::Field("metadata".into()),
+        PathElement::Field("labels".into()),
+        PathElement::Field("l1".into())
+    ]));
+    assert!(es.iter().any(|e| e.manager == "m12"));
+}

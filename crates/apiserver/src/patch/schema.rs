@@ -1,7 +1,7 @@
 //! A cursor over the patch metadata of [`api::patchmeta`]: where a walk through an object is
 //! in the type graph, and what the field under it says about merging.
 
-use api::patchmeta::{self, Elem, FieldType, ListType, PatchInfo, PatchStrategy};
+use api::patchmeta::{self, FieldType, ListType, PatchInfo, PatchStrategy};
 use api::ResourceInfo;
 use serde_json::Value;
 
@@ -90,17 +90,5 @@ impl Field {
     /// Whether server-side apply owns this object as one value.
     pub(crate) fn atomic_struct(&self) -> bool {
         matches!(self.ty, Some(FieldType::AtomicStruct(_)))
-    }
-
-    /// Whether list items are scalars by schema.
-    #[allow(dead_code)]
-    pub(crate) fn scalar_items(&self) -> bool {
-        matches!(
-            self.ty,
-            Some(FieldType::List {
-                item: Elem::Scalar,
-                ..
-            })
-        )
     }
 }
