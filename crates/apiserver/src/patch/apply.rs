@@ -39,6 +39,7 @@ pub fn server_side_apply(
         Vec::new()
     });
     let before = entries.clone();
+    let original = live.clone();
     let me = Entry::new(
         options.field_manager,
         Operation::Apply,
@@ -104,11 +105,17 @@ pub fn server_side_apply(
         }
         None => entries.push(Entry {
             fields: applied_set,
-            ..me
+            ..me.clone()
         }),
     }
     prune(&mut entries, &result);
     stamp_changed(&mut entries, &before);
+    if without_managed_fields(&result) != without_managed_fields(&original) {
+        // The apply changed the object: its entry records when, as in Kubernetes.
+        if let Some(e) = entries.iter_mut().find(|e| e.same_manager(&me)) {
+            e.time = Some(super::managed_fields::now());
+        }
+    }
     write(&mut result, &entries);
     Ok(result)
 }
@@ -180,6 +187,14 @@ fn check_duplicates(
         path.pop();
     }
     Ok(())
+}
+
+fn without_managed_fields(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    v
 }
 
 fn drop_nulls(v: &Value) -> Value {

@@ -214,3 +214,18 @@ fn ports_match_live_items_with_a_defaulted_protocol() {
         json!([{"containerPort": 80, "protocol": "TCP"}])
     );
 }
+
+#[test]
+fn the_registry_bookkeeping_after_an_apply_adds_no_update_entry() {
+    let first = apply(None, &config(Some(1), "x", &[]), "kubectl", false).expect("create");
+    let mut second = apply(Some(&first), &config(Some(4), "x", &[]), "kubectl", false)
+        .expect("change a value the manager owns");
+    assert_eq!(second["spec"]["replicas"], 4);
+    let after_apply = second.clone();
+    // The registry records every write as an update by the request's manager.
+    record_update(Some(&first), &mut second, "kubectl", None);
+    assert_eq!(second, after_apply);
+    let es = read(&second).expect("mf");
+    assert_eq!(es.len(), 1);
+    assert_eq!(es[0].operation, "Apply");
+}

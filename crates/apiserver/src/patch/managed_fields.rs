@@ -326,6 +326,19 @@ pub fn record_update(
         &api_version,
         subresource.unwrap_or(""),
     );
+    // A server-side apply has already recorded its ownership; the registry's bookkeeping
+    // after it must not give the same changes to an Update entry of the applier too.
+    let mut applied_by_me = FieldSet::new();
+    for e in entries.iter().filter(|e| {
+        e.manager == manager && e.operation == "Apply" && e.subresource == me.subresource
+    }) {
+        applied_by_me.union(&e.fields);
+    }
+    let mut not_applied = changed.clone();
+    not_applied.difference(&applied_by_me);
+    if !changed.is_empty() && not_applied.is_empty() {
+        return;
+    }
     let before = entries.clone();
     for e in entries.iter_mut().filter(|e| !e.same_manager(&me)) {
         e.fields.difference(&changed);
