@@ -113,11 +113,15 @@ pub fn column_definitions(info: &ResourceInfo) -> Value {
 
 /// One object's bytes in `format`: the object, its PartialObjectMetadata, or its Table row.
 pub fn encode_item(info: &ResourceInfo, obj: &CachedObject, format: Format) -> Bytes {
-    obj.encoded(format.slot(), |v| match format.output {
-        Output::Json | Output::Yaml => to_bytes(v),
-        Output::PartialMetadata(m) => to_bytes(&partial_metadata(v, m)),
-        Output::Table(m) => to_bytes(&table_row(info, v, m, format.include)),
-    })
+    match format.output {
+        // Table rows hold ages ("5m", "(2m ago)") computed against the current time, so
+        // they are rendered per request; only time-independent encodings are cached.
+        Output::Table(m) => to_bytes(&table_row(info, &obj.value, m, format.include)),
+        Output::PartialMetadata(m) => {
+            obj.encoded(format.slot(), |v| to_bytes(&partial_metadata(v, m)))
+        }
+        Output::Json | Output::Yaml => obj.encoded(format.slot(), |v| to_bytes(v)),
+    }
 }
 
 /// A Table with the given rows (already encoded).

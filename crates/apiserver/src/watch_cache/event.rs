@@ -1,7 +1,7 @@
 //! One decoded object or change, shared by every watcher and list that reads it.
 //!
-//! An object is decoded once when the cache receives it; each output format (plain JSON,
-//! PartialObjectMetadata, a Table row) is serialised at most once per object, however many
+//! An object is decoded once when the cache receives it; each time-independent encoding
+//! (plain JSON, PartialObjectMetadata) is serialised at most once per object, however many
 //! watchers send it.
 
 use std::sync::{Arc, OnceLock};
