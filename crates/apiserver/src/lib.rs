@@ -13,6 +13,7 @@ pub mod negotiate;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod registry;
 pub mod server;
 pub mod state;
