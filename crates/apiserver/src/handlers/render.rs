@@ -120,7 +120,7 @@ pub fn encode_item(info: &ResourceInfo, obj: &CachedObject, format: Format) -> B
         Output::PartialMetadata(m) => {
             obj.encoded(format.slot(), |v| to_bytes(&partial_metadata(v, m)))
         }
-        Output::Json | Output::Yaml => obj.encoded(format.slot(), |v| to_bytes(v)),
+        Output::Json | Output::Yaml => obj.encoded(format.slot(), to_bytes),
     }
 }
 
