@@ -233,6 +233,26 @@ fn describe_with_events(c: &Ctx) {
         "involvedObject.name=web",
     ]);
     assert_contains(&ev, "ScalingReplicaSet", "get events by involvedObject");
+    // A pod (no controllers run here, so made by hand) and an event about it.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "solo", "namespace": NS, "labels": {"app": "solo"}},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]}});
+    c.ok_stdin(&pod.to_string(), &["create", "-f", "-"]);
+    let pod_uid = c.jsonpath(&["pod", "solo"], "{.metadata.uid}");
+    let event = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "solo.e2e", "namespace": NS},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "solo",
+            "namespace": NS, "uid": pod_uid, "fieldPath": "spec.containers{main}"},
+        "reason": "Pulled", "message": "Container image \"busybox:1.36\" already present",
+        "type": "Normal", "source": {"component": "kubelet"},
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+        "count": 3});
+    c.ok_stdin(&event.to_string(), &["create", "-f", "-"]);
+    let d = c.ok(&["describe", "pod", "solo", "-n", NS]);
+    assert_contains(&d, "busybox:1.36", "describe pod");
+    assert_contains(&d, "Pulled", "describe pod events");
+    assert_contains(&d, "already present", "describe pod events");
+    assert_contains(&d, "(x3 over", "describe pod event count");
 }
 
 fn label_annotate(c: &Ctx) {
