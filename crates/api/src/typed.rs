@@ -292,6 +292,21 @@ pub fn find_duplicate_fields(raw_json: &[u8]) -> Vec<String> {
     found
 }
 
+/// The same scan over a YAML body: Kubernetes' strict YAML decoding refuses a mapping key
+/// defined twice, which a YAML-to-JSON conversion would silently resolve (the last wins).
+pub fn find_duplicate_fields_yaml(raw_yaml: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut path = String::new();
+    let scan = DuplicateScan {
+        path: &mut path,
+        found: &mut found,
+    };
+    if let Err(e) = scan.deserialize(serde_yaml::Deserializer::from_slice(raw_yaml)) {
+        tracing::trace!(error = %e, "duplicate-field scan stopped on malformed YAML");
+    }
+    found
+}
+
 /// Walks one JSON value, remembering the keys of each object it meets. `path` is one
 /// buffer extended and truncated on the way down and up, so that a scan allocates only
 /// for escaped keys and large objects.
@@ -415,6 +430,18 @@ impl<'de> Visitor<'de> for DuplicateScan<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn duplicate_yaml_keys_are_found_with_their_paths() {
+        let yaml = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  name: b\ndata:\n  k: x\n  k: y\n  other: z\nitems:\n- n: 1\n  n: 2\n";
+        assert_eq!(
+            find_duplicate_fields_yaml(yaml),
+            vec!["metadata.name", "data.k", "items[0].n"]
+        );
+        assert!(find_duplicate_fields_yaml(b"a: 1\nb: {c: 2, d: [1, 2]}\nn: ~\n").is_empty());
+        // Malformed YAML yields nothing; the decoder reports it.
+        assert!(find_duplicate_fields_yaml(b"a: [1\n").is_empty());
+    }
 
     fn pod(spec: Value) -> Value {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"any-key": "v"}}, "spec": spec})
