@@ -63,10 +63,11 @@ fn object_meta(name: &str, namespace: &str, labels: &[(&str, &str)]) -> Vec<u8> 
 }
 
 fn meta_json(name: &str, namespace: &str) -> serde_json::Value {
-    json!({
-        "name": name, "generateName": "", "namespace": namespace, "uid": "",
-        "resourceVersion": "", "generation": 0, "creationTimestamp": null,
-    })
+    let mut meta = json!({"name": name, "generation": 0, "creationTimestamp": null});
+    if !namespace.is_empty() {
+        meta["namespace"] = json!(namespace);
+    }
+    meta
 }
 
 #[test]
@@ -260,12 +261,33 @@ fn self_subject_access_review() {
         got,
         json!({
             "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-            "metadata": {"name": ""},
+            "metadata": {},
             "spec": {"resourceAttributes": {
-                "namespace": "default", "verb": "create", "group": "apps", "version": "",
-                "resource": "deployments", "subresource": "", "name": "",
+                "namespace": "default", "verb": "create", "group": "apps",
+                "resource": "deployments",
             }},
             "status": {"allowed": false},
+        })
+    );
+}
+
+#[test]
+fn empty_strings_are_unset_except_pointer_strings_map_values_and_list_items() {
+    let body = envelope(
+        "v1",
+        "PersistentVolumeClaim",
+        &[
+            message(1, &[string(1, "c"), string(3, ""), map_entry(11, "k", b"")]),
+            message(2, &[bytes(1, b""), string(5, ""), string(3, "")]),
+        ],
+    );
+    let got = decode_request_body(&body).unwrap();
+    assert_eq!(
+        got,
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "c", "labels": {"k": ""}},
+            "spec": {"accessModes": [""], "storageClassName": ""},
         })
     );
 }

@@ -35,6 +35,19 @@ const INLINE: &[(&str, &str)] = &[
     ("api.admissionregistration.v1.RuleWithOperations", "rule"),
 ];
 
+/// Go `*string` fields, the only strings for which "" differs from unset.
+const POINTER_STRINGS: &[&str] = &["storageClassName", "volumeAttributesClassName"];
+
+/// Go's encoder writes every non-pointer field, so a body carries `"namespace": ""`,
+/// `"restartPolicy": ""` and the like where JSON clients leave the field out; Kubernetes
+/// reads "" as unset, but typed Rust defaulting sees `Some("")`. Empty singular strings
+/// are therefore dropped (map values and list items keep theirs).
+fn is_unset_string(field: &Field, value: &Value) -> bool {
+    field.value == ValueType::Scalar(Scalar::String)
+        && value.as_str() == Some("")
+        && !POINTER_STRINGS.contains(&field.json_name)
+}
+
 fn is_inline(message: &str, field: &Field) -> bool {
     field.json_name == "localObjectReference" || INLINE.contains(&(message, field.json_name))
 }
@@ -123,6 +136,7 @@ pub fn decode_message(
             Cardinality::Single => {
                 let value = decode_value(schema, name, field, field.value, raw, depth)?;
                 match value {
+                    value if is_unset_string(field, &value) => {}
                     Value::Object(inner) if is_inline(name, field) => out.extend(inner),
                     value => {
                         out.insert(field.json_name.to_string(), value);
