@@ -14,7 +14,7 @@ use super::ProtobufError;
 
 /// Nested messages deeper than this are refused: the recursive types (JSONSchemaProps)
 /// would otherwise let a small body exhaust the stack.
-const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = 100;
 
 const META: &str = "apimachinery.pkg.apis.meta.v1";
 const APIEXT: &str = "apiextensions_apiserver.pkg.apis.apiextensions.v1";
