@@ -100,6 +100,15 @@ pub fn app(state: Arc<ApiState>, authn: Arc<Authenticator>, max_body_bytes: usiz
         .layer(TraceLayer::new_for_http())
 }
 
+/// How far past the limit an oversized body is still read, and dropped, before the 413 goes
+/// out. A client that writes its whole body before it reads (HTTP/1.1 clients such as
+/// Python's urllib3 or hyper) would otherwise have its connection reset mid-write and never
+/// see the Status; kube-apiserver gets there through Go's draining and lingering close.
+/// Larger bodies are refused at once, at the price of a cut connection.
+const OVERSIZE_DRAIN_BYTES: u64 = 16 << 20;
+/// A slow sender of an oversized body does not hold its request open longer than this.
+const OVERSIZE_DRAIN_TIME: Duration = Duration::from_secs(10);
+
 /// Rejects a body over `max` with 413 RequestEntityTooLarge. The body is read here (it is
 /// bounded anyway) so that every route, however it consumes its body, sees the same limit and
 /// the client always gets a Status rather than a cut connection.
@@ -116,29 +125,59 @@ async fn limit_body(State(max): State<usize>, req: Request, next: Next) -> Respo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(n) if n > max as u64 => return too_large(),
+        Some(n) if n > max as u64 => {
+            if n <= max as u64 + OVERSIZE_DRAIN_BYTES {
+                discard(req.into_body(), 0).await;
+            }
+            return too_large();
+        }
         Some(0) => return next.run(req).await,
         // Upgrades (exec, attach, port-forward) carry no request body; leave them streaming.
         None if req.headers().contains_key(http::header::UPGRADE) => return next.run(req).await,
         _ => {}
     }
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, max).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
-        Err(e) => {
-            // to_bytes reports the limit as an error whose source chain holds LengthLimitError.
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = source {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return too_large();
-                }
-                source = s.source();
+    let capacity = declared.map_or(0, |n| n as usize);
+    let (parts, mut body) = req.into_parts();
+    let mut buf = bytes::BytesMut::with_capacity(capacity);
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                return ApiError::bad_request(format!("reading the request body: {e}"))
+                    .into_response()
             }
-            ApiError::bad_request(format!("reading the request body: {e}")).into_response()
+        };
+        // Trailers carry nothing the API reads.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > max {
+            discard(body, (buf.len() + data.len()) as u64).await;
+            return too_large();
         }
+        buf.extend_from_slice(&data);
+    }
+    next.run(Request::from_parts(parts, Body::from(buf.freeze())))
+        .await
+}
+
+/// Reads and drops the rest of an oversized body (`seen` bytes of it already read), within
+/// the drain bounds, so that its sender gets to read the answer.
+async fn discard(mut body: Body, mut seen: u64) {
+    let budget = OVERSIZE_DRAIN_BYTES.saturating_add(seen);
+    let drain = async {
+        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > budget {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(OVERSIZE_DRAIN_TIME, drain)
+        .await
+        .is_err()
+    {
+        tracing::debug!(seen, "gave up draining an oversized request body");
     }
 }
 
@@ -400,10 +439,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_declared_length_over_the_limit_is_413_without_reading() {
+    async fn a_declared_length_over_the_limit_is_413() {
         let (code, status, _) = send(echo_len(10), Body::from(vec![0u8; 11]), Some(11)).await;
         assert_eq!(code, 413);
         assert_eq!(status["reason"], "RequestEntityTooLarge");
+    }
+
+    /// Counts the chunks of a body that were read.
+    fn counted_chunks(n: usize, size: usize) -> (Body, Arc<std::sync::atomic::AtomicUsize>) {
+        let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = read.clone();
+        let chunks = (0..n).map(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::io::Error>(vec![b'x'; size])
+        });
+        (Body::from_stream(futures::stream::iter(chunks)), read)
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_read_to_its_end_before_the_413() {
+        // Declared and chunked alike: the sender finishes writing, then reads the Status.
+        for length in [Some(40), None] {
+            let (body, read) = counted_chunks(10, 4);
+            let (code, status, _) = send(echo_len(10), body, length).await;
+            assert_eq!(code, 413);
+            assert_eq!(status["reason"], "RequestEntityTooLarge");
+            assert_eq!(
+                read.load(std::sync::atomic::Ordering::SeqCst),
+                10,
+                "{length:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_declared_far_beyond_the_limit_is_refused_unread() {
+        let (body, read) = counted_chunks(10, 4);
+        let huge = 10 + OVERSIZE_DRAIN_BYTES as usize + 1;
+        let (code, _, _) = send(echo_len(10), body, Some(huge)).await;
+        assert_eq!(code, 413);
+        assert_eq!(read.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

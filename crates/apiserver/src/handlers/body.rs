@@ -33,6 +33,11 @@ pub async fn read(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
 
 /// Parses `raw` as `content_type` says, into an object.
 pub fn parse(content_type: Option<&str>, raw: &[u8]) -> Result<(Value, BodyFormat), ApiError> {
+    // kubectl 1.32+ sends typed creates as protobuf; decoded, they follow the JSON path (the
+    // duplicate-field scan finds nothing in protobuf bytes).
+    if content_type.is_some_and(crate::protobuf::is_protobuf) {
+        return Ok((crate::protobuf::decode_request_body(raw)?, BodyFormat::Json));
+    }
     let format = negotiate::body_format(content_type)?;
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
@@ -60,13 +65,18 @@ pub fn check_object(
         api::typed::decode(info, &obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut problems: Vec<String> = Vec::new();
     if validation != FieldValidation::Ignore {
-        if format == BodyFormat::Json {
-            problems.extend(
-                api::typed::find_duplicate_fields(raw)
-                    .into_iter()
-                    .map(|f| format!("duplicate field \"{f}\"")),
-            );
-        }
+        let duplicates = if format == BodyFormat::Json {
+            api::typed::find_duplicate_fields(raw)
+        } else if format == BodyFormat::Yaml {
+            api::typed::find_duplicate_fields_yaml(raw)
+        } else {
+            Vec::new()
+        };
+        problems.extend(
+            duplicates
+                .into_iter()
+                .map(|f| format!("duplicate field \"{f}\"")),
+        );
         problems.extend(
             decoded
                 .unknown_fields
