@@ -192,7 +192,8 @@ pub enum BodyFormat {
     Yaml,
 }
 
-/// The body format named by a Content-Type; protobuf and anything unknown are 415.
+/// The body format named by a Content-Type; anything unknown is 415. Protobuf bodies never
+/// get here: `handlers::body::parse` decodes them to JSON first.
 pub fn body_format(content_type: Option<&str>) -> Result<BodyFormat, ApiError> {
     let Some(ct) = content_type else {
         return Ok(BodyFormat::Json);
