@@ -701,10 +701,25 @@ fn suite_on_etcd(version: &str) {
     run_suite(&server, version, "etcd");
 }
 
-/// The whole suite again with the oldest and the newest kubectl, the server on a real etcd.
+/// The whole suite again with every kubectl version, the server on a real etcd.
 #[test]
 fn kubectl_1_29_on_etcd() {
     suite_on_etcd("1.29");
+}
+
+#[test]
+fn kubectl_1_30_on_etcd() {
+    suite_on_etcd("1.30");
+}
+
+#[test]
+fn kubectl_1_31_on_etcd() {
+    suite_on_etcd("1.31");
+}
+
+#[test]
+fn kubectl_1_32_on_etcd() {
+    suite_on_etcd("1.32");
 }
 
 #[test]
