@@ -72,58 +72,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates `key` if it does not exist.
     async fn create(&self, key: &str, value: Bytes) -> StoreResult<KeyValue> {
-        validate_key(key)?;
-        validate_value(&value)?;
-        let result = self
-            .txn(Txn {
-                compares: vec![Compare::Absent(key.to_string())],
-                ops: vec![Op::Put {
-                    key: key.to_string(),
-                    value,
-                }],
-            })
-            .await?;
-        match result {
-            TxnResult::Succeeded { mut results, .. } => match results.pop() {
-                Some(OpResult::Put(kv)) => Ok(kv),
-                _ => Err(StoreError::Internal("create returned no put result".into())),
-            },
-            TxnResult::Failed { .. } => Err(StoreError::AlreadyExists {
-                key: key.to_string(),
-            }),
-        }
+        let compare = Compare::Absent(key.to_string());
+        let result = self.txn(single_put(key, value, Some(compare))?).await?;
+        put_outcome(result, key, |_| StoreError::AlreadyExists {
+            key: key.to_string(),
+        })
     }
 
     /// Replaces `key` only if its `mod_revision` is still `expected`.
     /// A missing key is [`StoreError::NotFound`]; a changed one is [`StoreError::Conflict`]
     /// carrying the current value, so the caller can retry against it.
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> StoreResult<KeyValue> {
-        validate_key(key)?;
-        validate_value(&value)?;
-        let result = self
-            .txn(Txn {
-                compares: vec![Compare::ModRevision(key.to_string(), expected)],
-                ops: vec![Op::Put {
-                    key: key.to_string(),
-                    value,
-                }],
-            })
-            .await?;
-        match result {
-            TxnResult::Succeeded { mut results, .. } => match results.pop() {
-                Some(OpResult::Put(kv)) => Ok(kv),
-                _ => Err(StoreError::Internal("update returned no put result".into())),
-            },
-            TxnResult::Failed { mut current, .. } => match current.pop().flatten() {
-                None => Err(StoreError::NotFound {
-                    key: key.to_string(),
-                }),
-                Some(kv) => Err(StoreError::Conflict {
-                    key: key.to_string(),
-                    current: Some(Box::new(kv)),
-                }),
-            },
-        }
+        let compare = Compare::ModRevision(key.to_string(), expected);
+        let result = self.txn(single_put(key, value, Some(compare))?).await?;
+        put_outcome(result, key, |current| lost_compare(key, current))
     }
 
     /// Deletes `key`, only if its `mod_revision` is `expected` when given. Returns the value
@@ -134,13 +96,13 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<Revision>,
     ) -> StoreResult<(KeyValue, Revision)> {
         validate_key(key)?;
-        let compares = match expected {
-            Some(rev) => vec![Compare::ModRevision(key.to_string(), rev)],
-            None => vec![Compare::Exists(key.to_string())],
+        let compare = match expected {
+            Some(rev) => Compare::ModRevision(key.to_string(), rev),
+            None => Compare::Exists(key.to_string()),
         };
         let result = self
             .txn(Txn {
-                compares,
+                compares: vec![compare],
                 ops: vec![Op::Delete {
                     key: key.to_string(),
                 }],
@@ -156,39 +118,58 @@ pub trait Store: Send + Sync + 'static {
                     key: key.to_string(),
                 }),
             },
-            TxnResult::Failed { mut current, .. } => match current.pop().flatten() {
-                None => Err(StoreError::NotFound {
-                    key: key.to_string(),
-                }),
-                Some(kv) => Err(StoreError::Conflict {
-                    key: key.to_string(),
-                    current: Some(Box::new(kv)),
-                }),
-            },
+            TxnResult::Failed { current, .. } => Err(lost_compare(key, current)),
         }
     }
 
     /// Writes `key` unconditionally.
     async fn put(&self, key: &str, value: Bytes) -> StoreResult<KeyValue> {
-        validate_key(key)?;
-        validate_value(&value)?;
-        let result = self
-            .txn(Txn {
-                compares: vec![],
-                ops: vec![Op::Put {
-                    key: key.to_string(),
-                    value,
-                }],
-            })
-            .await?;
-        match result {
-            TxnResult::Succeeded { mut results, .. } => match results.pop() {
-                Some(OpResult::Put(kv)) => Ok(kv),
-                _ => Err(StoreError::Internal("put returned no put result".into())),
-            },
-            TxnResult::Failed { .. } => Err(StoreError::Internal(
-                "a transaction without compares failed".into(),
-            )),
-        }
+        let result = self.txn(single_put(key, value, None)?).await?;
+        put_outcome(result, key, |_| {
+            StoreError::Internal("a transaction without compares failed".into())
+        })
+    }
+}
+
+/// A transaction of one put, guarded by `compare` when given.
+fn single_put(key: &str, value: Bytes, compare: Option<Compare>) -> StoreResult<Txn> {
+    validate_key(key)?;
+    validate_value(&value)?;
+    Ok(Txn {
+        compares: compare.into_iter().collect(),
+        ops: vec![Op::Put {
+            key: key.to_string(),
+            value,
+        }],
+    })
+}
+
+/// The key written by a one-put transaction, or `on_failure` of the compared keys' values.
+fn put_outcome(
+    result: TxnResult,
+    key: &str,
+    on_failure: impl FnOnce(Vec<Option<KeyValue>>) -> StoreError,
+) -> StoreResult<KeyValue> {
+    match result {
+        TxnResult::Succeeded { mut results, .. } => match results.pop() {
+            Some(OpResult::Put(kv)) => Ok(kv),
+            _ => Err(StoreError::Internal(format!(
+                "a put of {key:?} returned no put result"
+            ))),
+        },
+        TxnResult::Failed { current, .. } => Err(on_failure(current)),
+    }
+}
+
+/// Why a compare on one key failed: it is gone, or it changed.
+fn lost_compare(key: &str, mut current: Vec<Option<KeyValue>>) -> StoreError {
+    match current.pop().flatten() {
+        None => StoreError::NotFound {
+            key: key.to_string(),
+        },
+        Some(kv) => StoreError::Conflict {
+            key: key.to_string(),
+            current: Some(Box::new(kv)),
+        },
     }
 }
