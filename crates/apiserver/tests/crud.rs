@@ -153,7 +153,9 @@ async fn paths_verbs_and_bodies_are_checked() {
             Some(b"k8s\0".to_vec()),
         )
         .await;
-    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Protobuf bodies are decoded; an envelope with nothing in it is a bad request.
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["reason"], "BadRequest");
     let r = c
         .call(
             Method::POST,

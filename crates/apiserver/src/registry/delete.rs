@@ -91,23 +91,8 @@ impl Registry {
             }
             let result = match transition {
                 Transition::Unchanged(v) => return Ok(DeleteOutcome::Pending(v)),
-                Transition::Write(v) => {
-                    let bytes = meta::encode_for_store(&v)?;
-                    self.store
-                        .update(&key, bytes, kv.mod_revision)
-                        .await
-                        .and_then(|kv| {
-                            meta::decode_kv(&kv).map_err(|e| StoreError::Internal(e.message))
-                        })
-                }
-                Transition::Delete(mut v) => self
-                    .store
-                    .delete(&key, Some(kv.mod_revision))
-                    .await
-                    .map(|(_, rev)| {
-                        meta::set_resource_version(&mut v, rev);
-                        v
-                    }),
+                Transition::Write(v) => self.write_at(&key, kv.mod_revision, v).await?,
+                Transition::Delete(v) => self.delete_at(&key, kv.mod_revision, v).await,
             };
             match result {
                 Ok(v) if pending => return Ok(DeleteOutcome::Pending(v)),

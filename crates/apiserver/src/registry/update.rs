@@ -61,6 +61,39 @@ impl Preconditions {
 }
 
 impl Registry {
+    /// Writes `obj` over the stored revision `expected` (compare-and-swap) and returns it as
+    /// stored, with its new resourceVersion.
+    pub(super) async fn write_at(
+        &self,
+        key: &str,
+        expected: store::Revision,
+        obj: Value,
+    ) -> Result<Result<Value, StoreError>, ApiError> {
+        let bytes = meta::encode_for_store(&obj)?;
+        Ok(self
+            .store
+            .update(key, bytes, expected)
+            .await
+            .and_then(|kv| meta::decode_kv(&kv).map_err(|e| StoreError::Internal(e.message))))
+    }
+
+    /// Removes the object stored at revision `expected`; returns it with the revision of
+    /// the delete as its resourceVersion.
+    pub(super) async fn delete_at(
+        &self,
+        key: &str,
+        expected: store::Revision,
+        mut obj: Value,
+    ) -> Result<Value, StoreError> {
+        self.store
+            .delete(key, Some(expected))
+            .await
+            .map(|(_, rev)| {
+                meta::set_resource_version(&mut obj, rev);
+                obj
+            })
+    }
+
     /// Reads the object, lets `try_update` decide, and writes with compare-and-swap,
     /// retrying from a fresh read when another writer got there first.
     pub async fn guaranteed_update(
@@ -86,23 +119,8 @@ impl Registry {
                 Transition::Unchanged(v) => return Ok(v),
                 Transition::Write(v) if dry_run => return Ok(v),
                 Transition::Delete(v) if dry_run => return Ok(v),
-                Transition::Write(v) => {
-                    let bytes = meta::encode_for_store(&v)?;
-                    self.store
-                        .update(&key, bytes, kv.mod_revision)
-                        .await
-                        .and_then(|kv| {
-                            meta::decode_kv(&kv).map_err(|e| StoreError::Internal(e.message))
-                        })
-                }
-                Transition::Delete(mut v) => self
-                    .store
-                    .delete(&key, Some(kv.mod_revision))
-                    .await
-                    .map(|(_, rev)| {
-                        meta::set_resource_version(&mut v, rev);
-                        v
-                    }),
+                Transition::Write(v) => self.write_at(&key, kv.mod_revision, v).await?,
+                Transition::Delete(v) => self.delete_at(&key, kv.mod_revision, v).await,
             };
             match result {
                 Ok(v) => {
