@@ -7,12 +7,13 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::body::{self, DecodedBody};
-use super::{render, with_warnings, Ctx};
+use super::{render, with_warnings, Ctx, Format};
 use crate::negotiate::BodyFormat;
 use crate::patch::{self, ApplyOptions, PatchType};
 use crate::registry::update::Preconditions;
 use crate::registry::{meta, UpdateMode};
 use crate::status::ApiError;
+use api::ResourceInfo;
 
 async fn read_object(ctx: &Ctx, body: Body) -> Result<DecodedBody, ApiError> {
     let validation = ctx.query.field_validation()?;
@@ -117,13 +118,11 @@ pub async fn update(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
             },
         )
         .await?;
-    let code = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(with_warnings(
-        render::object(&ctx.info, &result, format, code),
+    Ok(upserted(
+        &ctx.info,
+        &result,
+        format,
+        created,
         &decoded.warnings,
     ))
 }
@@ -205,13 +204,21 @@ pub async fn patch(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
             },
         )
         .await?;
+    Ok(upserted(&ctx.info, &result, format, created, &warnings))
+}
+
+/// The answer to a write that may have created its object: 201 when it did, 200 otherwise.
+fn upserted(
+    info: &ResourceInfo,
+    obj: &Value,
+    format: Format,
+    created: bool,
+    warnings: &[String],
+) -> Response {
     let code = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(with_warnings(
-        render::object(&ctx.info, &result, format, code),
-        &warnings,
-    ))
+    with_warnings(render::object(info, obj, format, code), warnings)
 }
