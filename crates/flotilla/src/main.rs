@@ -1,8 +1,11 @@
 //! The `flotilla` binary: one executable for the server, the node agent and the tools.
 
+mod agent;
+mod image;
 mod kubeconfig;
 mod server;
 mod store;
+mod supervise;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -22,6 +25,14 @@ struct Cli {
 enum Command {
     /// Run the control plane: the Kubernetes API server and its store.
     Server(server::ServerArgs),
+    /// Run a node agent that joins a cluster and runs its pods (as root).
+    Agent(agent::AgentArgs),
+    /// Manage the node's image store.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// The per-container supervisor the agent starts (not for direct use).
+    #[command(hide = true)]
+    Supervise(supervise::SuperviseArgs),
     /// Print the version.
     Version,
 }
@@ -38,6 +49,9 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Server(args) => server::run(args, started),
+        Command::Agent(args) => agent::run(args),
+        Command::Image(cmd) => image::run(cmd),
+        Command::Supervise(args) => supervise::run(args),
         Command::Version => {
             println!(
                 "flotilla {} (Kubernetes {})",
