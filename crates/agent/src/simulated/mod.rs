@@ -1,1 +1,1 @@
-//! See the crate documentation.
+//! Simulated ("hollow") nodes for scale tests: Nodes and Leases without containers (issue 5).
