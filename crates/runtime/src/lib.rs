@@ -6,6 +6,7 @@
 //! The agent holds these as `Arc<dyn …>` so its pod workers are tested against fakes, and so
 //! the three halves stay independent: each module owns one half.
 
+pub mod cgroups;
 pub mod containers;
 pub mod cri;
 pub mod image;
