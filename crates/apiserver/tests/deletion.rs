@@ -170,7 +170,7 @@ async fn namespace_deletion_completes() {
     assert_eq!(r.body["status"]["phase"], "Terminating");
     assert!(r.body["metadata"]["deletionTimestamp"].is_string());
 
-    let gone = eventually(Duration::from_secs(10), || async {
+    let gone = eventually(Duration::from_secs(30), || async {
         (c.get("/api/v1/namespaces/doomed").await.status == StatusCode::NOT_FOUND).then_some(())
     })
     .await;
@@ -208,7 +208,7 @@ async fn terminating_namespaces_refuse_new_content() {
     live["metadata"]["finalizers"] = json!([]);
     c.put("/api/v1/namespaces/held/configmaps/hold", &live)
         .await;
-    let gone = eventually(Duration::from_secs(10), || async {
+    let gone = eventually(Duration::from_secs(30), || async {
         (c.get("/api/v1/namespaces/held").await.status == StatusCode::NOT_FOUND).then_some(())
     })
     .await;
