@@ -12,6 +12,7 @@ pub mod catalogue;
 pub mod discovery;
 pub mod field_error;
 pub mod patchmeta;
+pub mod quantity;
 pub mod strategies;
 pub mod strategy;
 pub mod table;

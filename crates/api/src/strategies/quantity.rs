@@ -1,50 +1,17 @@
-//! Resource quantities (`500m`, `1Gi`, `2e3`) as far as validation and QoS need them:
-//! parsing to a comparable number. Kubernetes' canonical formatting is not needed here.
+//! Resource quantities as validation and QoS need them: a comparable number. The exact
+//! parser is `crate::quantity`; this keeps the validators' float view of it.
 
 /// The value of a quantity string, or None when it is not a quantity.
 pub fn parse(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(split);
-    if number.is_empty() || number == "+" || number == "-" {
-        return None;
-    }
-    let base: f64 = number.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        exp if exp.starts_with(['e', 'E']) => {
-            let e: i32 = exp[1..].parse().ok()?;
-            10f64.powi(e)
-        }
-        _ => return None,
-    };
-    Some(base * scale)
+    crate::quantity::parse(s)
+        .ok()
+        .map(|q| q.nanos() as f64 / 1e9)
 }
 
 /// Whether two quantity strings denote the same amount (`1` and `1000m`).
 pub fn same(a: &str, b: &str) -> bool {
-    match (parse(a), parse(b)) {
-        (Some(x), Some(y)) => (x - y).abs() <= f64::EPSILON * x.abs().max(y.abs()).max(1.0),
+    match (crate::quantity::parse(a), crate::quantity::parse(b)) {
+        (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
 }

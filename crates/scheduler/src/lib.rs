@@ -1,0 +1,1 @@
+//! The scheduler (issue 5): binds pending pods to nodes through a plugin framework.
