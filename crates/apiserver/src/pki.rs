@@ -219,12 +219,20 @@ impl PkiPaths {
     }
 }
 
-/// The cluster's CA, the API server's serving certificate, the admin client certificate and
-/// the node token, loaded from or created under a data directory.
+/// The CommonName of the client certificate the API server presents to node agents (the
+/// kubelet-client certificate of kube-apiserver); agents accept only this name.
+pub const NODE_CLIENT_CN: &str = "flotilla-apiserver-node-client";
+
+/// The cluster's CA, the API server's serving certificate, the admin client certificate,
+/// the API server's node-client certificate and the node token, loaded from or created
+/// under a data directory.
 pub struct ClusterPki {
     pub ca: CertificateAuthority,
     pub serving: CertKeyPair,
     pub admin: CertKeyPair,
+    /// What the API server authenticates with when it proxies logs, exec, attach,
+    /// port-forward and stats to a node's agent.
+    pub node_client: CertKeyPair,
     pub node_token: String,
 }
 
@@ -265,11 +273,22 @@ impl ClusterPki {
             },
             &[],
         )?;
+        let node_client = ensure_leaf(
+            &ca,
+            &paths,
+            "node-client",
+            &LeafProfile::Client {
+                user: NODE_CLIENT_CN.into(),
+                group: None,
+            },
+            &[],
+        )?;
         let node_token = load_or_create_token(&paths.node_token)?;
         Ok(Self {
             ca,
             serving,
             admin,
+            node_client,
             node_token,
         })
     }
@@ -474,6 +493,31 @@ mod tests {
         assert_eq!(first.node_token, second.node_token);
         assert_eq!(first.serving.cert_pem, second.serving.cert_pem);
         assert_eq!(first.admin.cert_pem, second.admin.cert_pem);
+        assert_eq!(first.node_client.cert_pem, second.node_client.cert_pem);
+    }
+
+    #[test]
+    fn the_node_client_certificate_names_the_api_server_for_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_or_create(dir.path(), &names()).unwrap();
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(pki.node_client.cert_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let cn: Vec<_> = cert
+            .subject()
+            .iter_common_name()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(cn, [NODE_CLIENT_CN]);
+        assert_eq!(
+            leaf_still_fits(&pki.node_client.cert_pem, pki.ca.cert_pem(), &[]),
+            Ok(true)
+        );
+        let mode = fs::metadata(dir.path().join("pki/node-client.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

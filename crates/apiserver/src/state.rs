@@ -24,6 +24,9 @@ pub struct ApiConfig {
     pub max_watch_timeout: Duration,
     /// Bodies above this are refused with 413 (the TLS layer enforces the same limit).
     pub max_body_bytes: usize,
+    /// The client certificate presented to node agents when proxying logs, exec, attach,
+    /// port-forward and stats; without one those requests answer 503.
+    pub node_client: Option<crate::pki::CertKeyPair>,
 }
 
 impl Default for ApiConfig {
@@ -35,6 +38,7 @@ impl Default for ApiConfig {
             max_watch_timeout: Duration::from_secs(30 * 60),
             // Kubernetes' MaxRequestBodyBytes.
             max_body_bytes: 3 * 1024 * 1024,
+            node_client: None,
         }
     }
 }

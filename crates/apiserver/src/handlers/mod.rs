@@ -35,7 +35,12 @@ use query::Query;
 use render::{Format, IncludeObject};
 
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new().fallback(dispatch).with_state(state)
+    // The subresources a node's agent serves (log, exec, attach, portforward, nodes/proxy)
+    // have their own routes, which take precedence over the generic dispatch.
+    Router::new()
+        .fallback(dispatch)
+        .with_state(state.clone())
+        .merge(crate::proxy::router(state))
 }
 
 async fn dispatch(State(state): State<Arc<ApiState>>, req: Request) -> Response {
