@@ -1,1 +1,9 @@
-//! The scheduler (issue 5): binds pending pods to nodes through a plugin framework.
+//! The scheduler: binds each pending pod to a node, through a framework of plugins with
+//! kube-scheduler's extension points (pre-filter, filter, score) and its default plugins.
+//!
+//! - [`framework`]: the extension-point traits, per-cycle state, one scheduling cycle and
+//!   Kubernetes' "0/N nodes are available: …" explanations.
+//! - [`plugins`]: one module per rule, and the default profile.
+
+pub mod framework;
+pub mod plugins;

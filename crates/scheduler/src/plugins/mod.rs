@@ -1,0 +1,45 @@
+//! The default plugins, one module per rule, and the default profile that orders them.
+
+pub mod inter_pod_affinity;
+pub mod node_affinity;
+pub mod node_basics;
+pub mod node_resources;
+pub mod owner_spread;
+pub mod pod_topology_spread;
+pub mod selectors;
+pub mod taint_toleration;
+
+use std::sync::Arc;
+
+use crate::framework::Framework;
+
+/// Kubernetes' default profile: cheap, unresolvable checks first so most nodes fail fast.
+pub fn default_profile() -> Framework {
+    let affinity = Arc::new(inter_pod_affinity::InterPodAffinity);
+    let spread = Arc::new(pod_topology_spread::PodTopologySpread);
+    let node_affinity = Arc::new(node_affinity::NodeAffinity);
+    let taints = Arc::new(taint_toleration::TaintToleration);
+    Framework {
+        pre_filters: vec![affinity.clone(), spread.clone()],
+        filters: vec![
+            Arc::new(node_basics::NodeName),
+            Arc::new(node_basics::NodeUnschedulable),
+            taints.clone(),
+            node_affinity.clone(),
+            Arc::new(node_basics::NodePorts),
+            Arc::new(node_resources::NodeResourcesFit),
+            spread.clone(),
+            affinity.clone(),
+        ],
+        // Kubernetes' default weights.
+        scores: vec![
+            (taints, 3),
+            (node_affinity, 2),
+            (spread, 2),
+            (affinity, 2),
+            (Arc::new(node_resources::LeastAllocated), 1),
+            (Arc::new(node_resources::BalancedAllocation), 1),
+            (Arc::new(owner_spread::OwnerSpread), 1),
+        ],
+    }
+}
