@@ -9,6 +9,7 @@
 pub mod authn;
 pub mod config;
 pub mod handlers;
+pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
 pub mod patch;

@@ -40,17 +40,22 @@ pub fn serve(
             match negotiate_discovery(accept) {
                 DiscoveryOutput::Aggregated(f) => {
                     let out = DiscoveryOutput::Aggregated(f);
-                    Ok(respond(
-                        &discovery::aggregated(cat, core, f),
-                        out.content_type(),
-                    ))
+                    let mut doc = discovery::aggregated(cat, core, f);
+                    if !core {
+                        crate::metrics::discovery::add_to_aggregated(&mut doc);
+                    }
+                    Ok(respond(&doc, out.content_type()))
                 }
                 DiscoveryOutput::Legacy if core => {
                     // The address clients should use is theirs to know; Kubernetes
                     // answers the address it was reached at.
                     Ok(respond(&discovery::api_versions(""), legacy))
                 }
-                DiscoveryOutput::Legacy => Ok(respond(&discovery::api_group_list(cat), legacy)),
+                DiscoveryOutput::Legacy => {
+                    let mut doc = discovery::api_group_list(cat);
+                    crate::metrics::discovery::add_to_group_list(&mut doc);
+                    Ok(respond(&doc, legacy))
+                }
             }
         }
         ApiPath::Group(g) => discovery::api_group(cat, &g)

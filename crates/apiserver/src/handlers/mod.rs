@@ -40,6 +40,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state(state.clone())
+        .merge(crate::metrics::router(state.clone()))
         .merge(crate::proxy::router(state))
 }
 
