@@ -382,14 +382,13 @@ pub fn expand(input: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> St
     out
 }
 
-/// Kubernetes' IsEnvVarName: `[-._a-zA-Z][-._a-zA-Z0-9]*`.
+/// Kubernetes' relaxed env var names (RelaxedEnvironmentVariableValidation, on by default
+/// since 1.32): printable ASCII without `=`.
 fn is_env_var_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || matches!(c, '-' | '.' | '_') => {}
-        _ => return false,
-    }
-    chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'=')
 }
 
 /// Service links: `kubernetes` from the default namespace always, and, unless disabled,
@@ -514,7 +513,7 @@ mod tests {
         let api = FakeApi::default();
         api.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
                        "metadata": {"name": "cfg", "namespace": "ns"},
-                       "data": {"MODE": "prod", "LEVEL": "3", "bad key": "x"}}));
+                       "data": {"MODE": "prod", "LEVEL": "3", "bad=key": "x"}}));
         api.put(json!({"apiVersion": "v1", "kind": "Secret",
                        "metadata": {"name": "creds", "namespace": "ns"},
                        "data": {"PASSWORD": "aHVudGVyMg=="}}));
@@ -542,8 +541,11 @@ mod tests {
     fn env_var_names() {
         assert!(is_env_var_name("FOO_1"));
         assert!(is_env_var_name("my.var-name"));
-        assert!(!is_env_var_name("1FOO"));
-        assert!(!is_env_var_name("bad key"));
+        assert!(is_env_var_name("1FOO"));
+        assert!(is_env_var_name("with space"));
+        assert!(!is_env_var_name("a=b"));
+        assert!(!is_env_var_name("tab\there"));
+        assert!(!is_env_var_name("é"));
         assert!(!is_env_var_name(""));
     }
 
