@@ -573,3 +573,35 @@ async fn cluster_and_service_cidrs_get_unreachable_routes() {
     assert_eq!(err.raw_os_error(), Some(nix::libc::EHOSTUNREACH), "{err}");
     sandboxes.remove_pod_sandbox(&sb.id).await.unwrap();
 }
+
+#[tokio::test]
+async fn parallel_sandboxes_get_distinct_ips_and_leave_nothing_behind() {
+    let node = Node::new();
+    let sandboxes = node.sandboxes();
+    let configs: Vec<PodSandboxConfig> = (0..12).map(|i| pod(&format!("par{i}"))).collect();
+    let started = std::time::Instant::now();
+    let made = futures::future::join_all(configs.iter().map(|c| sandboxes.run_pod_sandbox(c)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    eprintln!("12 sandboxes in parallel: {:?}", started.elapsed());
+    let mut ips: Vec<IpAddr> = made.iter().map(|s| s.ips[0]).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 12, "every pod has its own IP");
+    assert_eq!(node.veths(), 12);
+    assert_eq!(node.netns_files().len(), 12);
+
+    futures::future::join_all(made.iter().map(|s| sandboxes.remove_pod_sandbox(&s.id)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_eq!(node.veths(), 0);
+    assert!(node.netns_files().is_empty());
+    for ip in ips {
+        assert!(!node.ipam_file(ip).exists(), "{ip} still allocated");
+    }
+    assert!(sandboxes.list_pod_sandboxes().await.unwrap().is_empty());
+}

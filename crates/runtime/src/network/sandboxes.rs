@@ -173,7 +173,9 @@ impl Sandboxes {
                     ("K8S_POD_UID".into(), config.pod_uid.clone()),
                 ],
                 result: None,
-                attached: false,
+                // Saved as attached before ADD starts: DEL of what was never added is a
+                // no-op, while a crash during ADD must leave a record that DEL runs for.
+                attached: true,
             }
         });
         Ok(SandboxRecord {
@@ -209,9 +211,6 @@ impl Sandboxes {
         .await?;
 
         if let Some(mut att) = rec.cni.clone() {
-            att.attached = true;
-            rec.cni = Some(att.clone());
-            self.save(rec).await?;
             let mut lo = self.attachment(rec, &att.args);
             lo.ifname = "lo".to_string();
             self.cni
@@ -258,9 +257,9 @@ impl Sandboxes {
         let hostname = etc_files::hostname(&rec.hostname);
         let dir = self.dir(&rec.id);
         blocking(move || {
-            state::write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
-            state::write_atomic(&dir.join("hostname"), hostname.as_bytes())?;
-            state::write_atomic(&dir.join("resolv.conf"), resolv.as_bytes())
+            state::replace_file(&dir.join("hosts"), hosts.as_bytes())?;
+            state::replace_file(&dir.join("hostname"), hostname.as_bytes())?;
+            state::replace_file(&dir.join("resolv.conf"), resolv.as_bytes())
         })
         .await?;
 

@@ -111,22 +111,43 @@ impl SandboxRecord {
 }
 
 /// Writes `bytes` to `path` so a reader (or a crash) sees the old file or the new, never
-/// half of one: a temp file in the same dir, fsync, rename, fsync of the dir.
+/// half of one: a temp file in the same dir, fsync, rename, fsync of the dir. For the
+/// record, which must survive a machine crash: host-local's allocations on disk do too,
+/// and only the record lets a later remove release them.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    write_replacing(path, bytes, true)
+}
+
+/// [`write_atomic`] without the fsyncs, for files that matter only while the machine is
+/// up (the /etc files: after a reboot the namespaces are gone and the sandbox is rebuilt).
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    write_replacing(path, bytes, false)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<(), RuntimeError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let ctx = |what: &str| format!("{what} {}", path.display());
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| RuntimeError::io(ctx("temp file for"), e))?;
     tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
+        .and_then(|()| {
+            if durable {
+                tmp.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
         .map_err(|e| RuntimeError::io(ctx("write"), e))?;
     // Container bind mounts need the files world-readable (non-root users read resolv.conf).
     set_mode(tmp.path(), 0o644).map_err(|e| RuntimeError::io(ctx("chmod"), e))?;
     tmp.persist(path)
         .map_err(|e| RuntimeError::io(ctx("rename into"), e.error))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| RuntimeError::io(ctx("sync dir of"), e))
+    if durable {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| RuntimeError::io(ctx("sync dir of"), e))?;
+    }
+    Ok(())
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
