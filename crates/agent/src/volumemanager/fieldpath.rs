@@ -230,68 +230,11 @@ fn ceil_div(a: i128, b: i128) -> i128 {
     }
 }
 
-/// A Kubernetes quantity (`500m`, `1.5Gi`, `2e3`, `128974848`) in billionths of a unit,
-/// exact for every quantity the API accepts within ±1.7e29 units.
+/// A Kubernetes quantity (`500m`, `1.5Gi`, `2e3`) in billionths of a unit.
 pub fn parse_quantity_nanos(q: &str) -> Result<i128, FieldPathError> {
-    let bad = || FieldPathError::BadQuantity(q.to_string());
-    let s = q.trim();
-    let (negative, s) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let num_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(num_end);
-    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-        return Err(bad());
-    }
-    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
-    // value = digits * 10^exp10 * 2^exp2, kept as an integer of digits.
-    let digits: String = format!("{int_part}{frac_part}");
-    let mut mantissa: i128 = 0;
-    for d in digits.bytes() {
-        mantissa = mantissa
-            .checked_mul(10)
-            .and_then(|m| m.checked_add(i128::from(d - b'0')))
-            .ok_or_else(bad)?;
-    }
-    let mut exp10: i32 = -(frac_part.len() as i32);
-    let mut exp2: u32 = 0;
-    match suffix {
-        "" => {}
-        "n" => exp10 -= 9,
-        "u" => exp10 -= 6,
-        "m" => exp10 -= 3,
-        "k" => exp10 += 3,
-        "M" => exp10 += 6,
-        "G" => exp10 += 9,
-        "T" => exp10 += 12,
-        "P" => exp10 += 15,
-        "E" => exp10 += 18,
-        "Ki" => exp2 = 10,
-        "Mi" => exp2 = 20,
-        "Gi" => exp2 = 30,
-        "Ti" => exp2 = 40,
-        "Pi" => exp2 = 50,
-        "Ei" => exp2 = 60,
-        s if s.starts_with(['e', 'E']) => {
-            exp10 += s[1..].parse::<i32>().map_err(|_| bad())?;
-        }
-        _ => return Err(bad()),
-    }
-    exp10 += 9; // to nano-units
-    let mut value = mantissa.checked_mul(1i128 << exp2).ok_or_else(bad)?;
-    if exp10 >= 0 {
-        let scale = 10i128.checked_pow(exp10 as u32).ok_or_else(bad)?;
-        value = value.checked_mul(scale).ok_or_else(bad)?;
-    } else {
-        // Sub-nano precision rounds up, as Kubernetes rounds quantities up.
-        let scale = 10i128.checked_pow((-exp10) as u32).ok_or_else(bad)?;
-        value = ceil_div(value, scale);
-    }
-    Ok(if negative { -value } else { value })
+    api::quantity::parse(q)
+        .map(api::quantity::Quantity::nanos)
+        .map_err(|_| FieldPathError::BadQuantity(q.to_string()))
 }
 
 #[cfg(test)]
