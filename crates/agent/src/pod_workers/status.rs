@@ -185,7 +185,13 @@ pub fn generate(i: &StatusInputs<'_>, terminal_failure: bool) -> PodStatus {
         .map(|c| container_status(i, c, default_waiting, true))
         .collect();
 
-    let phase = phase(&statuses, initialized, terminal_failure, policy);
+    let mut phase = phase(&statuses, initialized, terminal_failure, policy);
+    // A pod that finished never runs again: its phase is final.
+    match old.phase.as_deref() {
+        Some("Succeeded") => phase = "Succeeded",
+        Some("Failed") => phase = "Failed",
+        _ => {}
+    }
     let unready: Vec<String> = statuses
         .iter()
         .filter(|s| !s.ready)
@@ -209,6 +215,15 @@ pub fn generate(i: &StatusInputs<'_>, terminal_failure: bool) -> PodStatus {
     let mut ips: Vec<IpAddr> = sandbox.map(|s| s.ips.clone()).unwrap_or_default();
     if host_network && sandbox.is_some() {
         ips = vec![i.node_ip];
+    }
+    if ips.is_empty() && i.runtime.ready_sandbox().is_none() {
+        // A stopped sandbox has released its address; the pod keeps reporting the one it had.
+        ips = old
+            .pod_ips
+            .iter()
+            .flatten()
+            .filter_map(|p| p.ip.parse().ok())
+            .collect();
     }
     let list = |v: &[String]| format!("[{}]", v.join(" "));
     let ours = vec![

@@ -227,3 +227,18 @@ fn host_network_reports_node_ip() {
     let s = gen(&p, &rt, &BTreeMap::new(), true);
     assert_eq!(s.pod_ip.as_deref(), Some("192.0.2.1"));
 }
+
+#[test]
+fn a_final_phase_and_the_pod_ip_outlive_the_sandbox() {
+    let mut p = pod(&[], &["c"], "Never");
+    p.status = Some(PodStatus {
+        phase: Some("Succeeded".into()),
+        pod_ips: Some(vec![PodIP {
+            ip: "10.244.9.3".into(),
+        }]),
+        ..Default::default()
+    });
+    let s = gen(&p, &RuntimePod::default(), &BTreeMap::new(), true);
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(s.pod_ip.as_deref(), Some("10.244.9.3"));
+}

@@ -35,6 +35,8 @@ pub struct PodState {
     pub last_status: Option<PodStatus>,
     pub start_time: SystemTime,
     pub init_failed: bool,
+    /// Why the pod was evicted (an emptyDir over its sizeLimit): it fails for good.
+    pub evicted: Option<String>,
 }
 
 impl Default for PodState {
@@ -55,6 +57,7 @@ impl PodState {
             last_status: None,
             start_time: SystemTime::now(),
             init_failed: false,
+            evicted: None,
         }
     }
 }
@@ -102,6 +105,18 @@ pub async fn sync_pod(
     if let Some(d) = apply(ctx, st, pod, &rt, &acts).await? {
         requeue = requeue.min(d);
     }
+    // The kubelet evicts a pod whose emptyDir outgrew its sizeLimit.
+    if let Ok(over) = ctx.deps.volumes.size_limit_violations(pod).await {
+        if let Some(v) = over.first() {
+            let message = v.message();
+            ctx.deps
+                .recorder
+                .pod_event(pod, None, EventType::Warning, "Evicted", message.clone());
+            st.evicted = Some(message);
+            report_status(ctx, st, pod).await?;
+            return Ok(SyncOutcome::Finished);
+        }
+    }
     let rt = report_status(ctx, st, pod).await?;
     let running: Vec<(String, String, SystemTime)> = rt
         .running()
@@ -132,8 +147,25 @@ async fn apply(
     let mut retry: Option<Duration> = None;
     let wants_start = acts.create_sandbox || acts.start_init.is_some() || !acts.start.is_empty();
     if let Err(e) = d.volumes.setup_pod(pod).await {
+        let reason = e.reason();
         d.recorder
-            .pod_event(pod, None, EventType::Warning, "FailedMount", e.to_string());
+            .pod_event(pod, None, EventType::Warning, reason, e.to_string());
+        if reason == "CreateContainerConfigError" {
+            for c in all_containers(pod) {
+                if rt
+                    .latest(&c.name)
+                    .is_none_or(|s| s.state != ContainerState::Running)
+                {
+                    st.waiting.insert(
+                        c.name.clone(),
+                        Waiting {
+                            reason: reason.into(),
+                            message: e.to_string(),
+                        },
+                    );
+                }
+            }
+        }
         if wants_start {
             return Ok(Some(RESYNC));
         }
@@ -264,6 +296,19 @@ pub fn field_path(pod: &Pod, name: &str) -> Option<String> {
     }
 }
 
+fn all_containers(pod: &Pod) -> Vec<Container> {
+    pod.spec
+        .iter()
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
+        .cloned()
+        .collect()
+}
+
 fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
     let spec = pod.spec.as_ref()?;
     spec.containers
@@ -336,8 +381,12 @@ async fn start(
         .map_err(|e| config_error(e.to_string()))?;
     let mounts = d
         .volumes
-        .container_mounts(pod, c)
-        .map_err(|e| config_error(e.to_string()))?;
+        .container_mounts_with_env(pod, c, &pod_env)
+        .map_err(|e| {
+            let mut w = config_error(e.to_string());
+            w.reason = e.reason().to_string();
+            w
+        })?;
     let meta = &pod.metadata;
     let log_dir = container_spec::pod_log_dir(
         &d.pod_logs_dir,
@@ -503,6 +552,12 @@ pub async fn report_status(
         },
         st.init_failed,
     );
+    let mut status = status;
+    if let Some(message) = &st.evicted {
+        status.phase = Some("Failed".into());
+        status.reason = Some("Evicted".into());
+        status.message = Some(message.clone());
+    }
     patch_status(ctx, st, pod, status).await?;
     Ok(rt)
 }

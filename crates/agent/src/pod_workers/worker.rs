@@ -46,6 +46,11 @@ fn is_final_phase(pod: &Pod) -> bool {
 
 pub async fn run(ctx: Arc<Ctx>, mut rx: watch::Receiver<Input>) {
     let mut st = PodState::new();
+    if let Some(status) = rx.borrow().pod.status.as_ref() {
+        if status.reason.as_deref() == Some("Evicted") {
+            st.evicted = Some(status.message.clone().unwrap_or_default());
+        }
+    }
     let mut state = if is_final_phase(&rx.borrow().pod) {
         // A finished pod never runs again, even after an agent restart.
         WorkerState::Terminating
