@@ -605,3 +605,33 @@ async fn parallel_sandboxes_get_distinct_ips_and_leave_nothing_behind() {
     }
     assert!(sandboxes.list_pod_sandboxes().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn lost_namespace_is_reported_not_ready_and_rebuilt() {
+    let node = Node::new();
+    let sandboxes = node.sandboxes();
+    let config = pod("lost");
+    let sb = sandboxes.run_pod_sandbox(&config).await.unwrap();
+    // As after `ip netns del`, or a reboot that emptied /run.
+    namespaces::remove(netns_of(&sb)).unwrap();
+    let seen = sandboxes.pod_sandbox_status(&sb.id).await.unwrap();
+    assert_eq!(seen.state, SandboxState::NotReady);
+    assert_eq!(
+        sandboxes.list_pod_sandboxes().await.unwrap()[0].state,
+        SandboxState::NotReady
+    );
+
+    let rebuilt = sandboxes.run_pod_sandbox(&config).await.unwrap();
+    assert_eq!(rebuilt.id, sb.id);
+    assert_eq!(rebuilt.state, SandboxState::Ready);
+    assert!(namespaces::is_mounted_ns(netns_of(&rebuilt)));
+    assert_eq!(node.veths(), 1, "the old veth died with its namespace");
+    let allocated: Vec<_> = std::fs::read_dir(node.config.cni_data_dir.join("flotilla"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("10.244."))
+        .collect();
+    assert_eq!(allocated.len(), 1, "the old IP was released: {allocated:?}");
+    sandboxes.remove_pod_sandbox(&rebuilt.id).await.unwrap();
+    assert!(node.netns_files().is_empty());
+}

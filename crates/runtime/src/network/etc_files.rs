@@ -171,6 +171,14 @@ pub fn resolv_conf(dns: &DnsConfig, node_resolv: &str, host_network: bool) -> St
     out
 }
 
+/// Whether a node resolv.conf names a nameserver a pod's own namespace can reach.
+pub fn has_usable_nameserver(text: &str) -> bool {
+    parse_resolv_conf(text)
+        .servers
+        .iter()
+        .any(|s| s.parse::<IpAddr>().is_ok_and(|ip| !ip.is_loopback()))
+}
+
 /// The nameserver, search (or domain) and options lines of a resolv.conf.
 pub fn parse_resolv_conf(text: &str) -> DnsConfig {
     let mut cfg = DnsConfig::default();
@@ -264,6 +272,10 @@ mod tests {
             "nameserver 10.0.0.2\nnameserver 10.0.0.3\nnameserver 10.0.0.4\n\
              search corp.example lab.example\noptions edns0 trust-ad\n"
         );
+        assert!(has_usable_nameserver(node));
+        assert!(!has_usable_nameserver(
+            "nameserver 127.0.0.53\noptions edns0\n"
+        ));
         // In the node's network namespace its loopback resolver is reachable.
         assert!(
             resolv_conf(&DnsConfig::default(), node, true).starts_with("nameserver 127.0.0.53\n")

@@ -105,6 +105,9 @@ fn bind_ns(source: &Path, target: &Path) -> io::Result<()> {
 /// Makes /run/netns a shared mount, as `ip netns add` does, so namespace mounts made
 /// here propagate into mount namespaces that copied /run/netns (runc's, a node's shell).
 fn ensure_netns_dir() -> io::Result<()> {
+    // Two pods starting at once must not both bind /run/netns onto itself.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     std::fs::create_dir_all(NETNS_RUN_DIR)?;
     let flags = MsFlags::MS_SHARED | MsFlags::MS_REC;
     match mount(

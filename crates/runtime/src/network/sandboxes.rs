@@ -19,6 +19,9 @@ use crate::cri::{self, PodSandbox, PodSandboxConfig, Result, RuntimeError};
 
 const NODE_HOSTS: &str = "/etc/hosts";
 const NODE_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// On systemd-resolved machines /etc/resolv.conf names only its loopback stub; this file
+/// lists the real upstream servers (the kubelet is pointed at it the same way).
+const RESOLVED_UPSTREAM_CONF: &str = "/run/systemd/resolve/resolv.conf";
 
 pub struct Sandboxes {
     config: NetworkConfig,
@@ -249,11 +252,14 @@ impl Sandboxes {
         } else {
             etc_files::hosts(config, &rec.ips, &self.config.cluster_domain)
         };
-        let resolv = etc_files::resolv_conf(
-            &config.dns,
-            &read_node_file(NODE_RESOLV_CONF)?,
-            rec.host_network,
-        );
+        let mut node_resolv = read_node_file(NODE_RESOLV_CONF)?;
+        if !rec.host_network && !etc_files::has_usable_nameserver(&node_resolv) {
+            let upstream = read_node_file(RESOLVED_UPSTREAM_CONF)?;
+            if etc_files::has_usable_nameserver(&upstream) {
+                node_resolv = upstream;
+            }
+        }
+        let resolv = etc_files::resolv_conf(&config.dns, &node_resolv, rec.host_network);
         let hostname = etc_files::hostname(&rec.hostname);
         let dir = self.dir(&rec.id);
         blocking(move || {
@@ -333,14 +339,24 @@ impl Sandboxes {
         })
         .await
     }
+}
 
-    fn intact(rec: &SandboxRecord) -> bool {
-        rec.netns_path
-            .as_deref()
-            .is_none_or(namespaces::is_mounted_ns)
-            && namespaces::is_mounted_ns(&rec.ipc_ns_path)
-            && namespaces::is_mounted_ns(&rec.uts_ns_path)
+fn intact(rec: &SandboxRecord) -> bool {
+    rec.netns_path
+        .as_deref()
+        .is_none_or(namespaces::is_mounted_ns)
+        && namespaces::is_mounted_ns(&rec.ipc_ns_path)
+        && namespaces::is_mounted_ns(&rec.uts_ns_path)
+}
+
+/// The sandbox as it is now: a Ready record whose namespaces are gone (the machine
+/// rebooted, someone ran `ip netns del`) is NotReady, so the pod worker builds a new one.
+fn observed(rec: &SandboxRecord, dir: &Path) -> PodSandbox {
+    let mut sb = rec.to_pod_sandbox(dir);
+    if sb.state == cri::SandboxState::Ready && !intact(rec) {
+        sb.state = cri::SandboxState::NotReady;
     }
+    sb
 }
 
 fn read_node_file(path: &str) -> Result<String> {
@@ -392,7 +408,7 @@ impl cri::SandboxRuntime for Sandboxes {
         let _guard = self.lock(&id).await;
         let dir = self.dir(&id);
         if let Some(rec) = self.load(&id).await? {
-            if rec.state == RecordState::Ready && Self::intact(&rec) {
+            if rec.state == RecordState::Ready && intact(&rec) {
                 return Ok(rec.to_pod_sandbox(&dir));
             }
             // Stopped, half-built or its namespaces are gone: start afresh.
@@ -455,7 +471,7 @@ impl cri::SandboxRuntime for Sandboxes {
             return Err(RuntimeError::NotFound(format!("sandbox {id:?}")));
         }
         match self.load(id).await? {
-            Some(rec) => Ok(rec.to_pod_sandbox(&self.dir(id))),
+            Some(rec) => Ok(observed(&rec, &self.dir(id))),
             None => Err(RuntimeError::NotFound(format!("sandbox {id}"))),
         }
     }
@@ -473,7 +489,7 @@ impl cri::SandboxRuntime for Sandboxes {
                 }
                 let dir = entry.path();
                 match SandboxRecord::load(&dir) {
-                    Ok(Some(rec)) => out.push(rec.to_pod_sandbox(&dir)),
+                    Ok(Some(rec)) => out.push(observed(&rec, &dir)),
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(sandbox = %name, error = %e, "unreadable sandbox record")
