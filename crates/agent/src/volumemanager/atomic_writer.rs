@@ -383,6 +383,27 @@ mod tests {
     }
 
     #[test]
+    fn fs_group_owns_files_and_dirs() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = payload(&[("d/k", "v")]);
+        p.get_mut("d/k").unwrap().mode = 0o600;
+        write(dir.path(), &p, Ownership { gid: Some(2345) }).unwrap();
+        let file = fs::metadata(dir.path().join("d/k")).unwrap();
+        assert_eq!(file.gid(), 2345);
+        assert_eq!(file.uid(), 0);
+        assert_eq!(file.permissions().mode() & 0o7777, 0o640);
+        let sub = fs::metadata(dir.path().join("d")).unwrap();
+        assert_eq!(sub.gid(), 2345);
+        assert_eq!(sub.permissions().mode() & 0o7777, 0o2755);
+        // Rewriting the same content with the same owner is a no-op.
+        assert!(!write(dir.path(), &p, Ownership { gid: Some(2345) }).unwrap());
+    }
+
+    #[test]
     fn rejects_escaping_paths() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["../x", "/etc/passwd", "a/../../x", "..data", ""] {
