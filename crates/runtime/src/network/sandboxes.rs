@@ -502,3 +502,87 @@ impl cri::SandboxRuntime for Sandboxes {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::{DnsConfig, PortMapping, Protocol};
+
+    fn config() -> PodSandboxConfig {
+        PodSandboxConfig {
+            pod_uid: "0b8e-uid".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            hostname: "web".into(),
+            subdomain: None,
+            host_network: false,
+            port_mappings: vec![],
+            dns: DnsConfig::default(),
+            host_aliases: vec![],
+            cgroup_parent: "flotilla/podx".into(),
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn pod_identity_cannot_break_cni_args() {
+        assert!(validate(&config()).is_ok());
+        for bad in ["a;b", "a=b", "a\nb"] {
+            let mut c = config();
+            c.name = bad.into();
+            assert!(
+                matches!(validate(&c), Err(RuntimeError::Invalid { .. })),
+                "{bad:?}"
+            );
+        }
+        let mut c = config();
+        c.pod_uid = String::new();
+        assert!(validate(&c).is_err());
+        let mut c = config();
+        c.port_mappings = vec![PortMapping {
+            protocol: Protocol::Udp,
+            container_port: 0,
+            host_port: 53,
+            host_ip: None,
+        }];
+        assert!(validate(&c).is_err());
+    }
+
+    #[test]
+    fn new_rejects_a_bad_node_config_before_touching_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = NetworkConfig {
+            root: dir.path().join("sb"),
+            cni_bin_dir: dir.path().join("no-plugins"),
+            cni_data_dir: dir.path().join("cni"),
+            pod_cidr: "10.244.9.0/24".into(),
+            bridge: "flo0".into(),
+            netns_prefix: "t-".into(),
+            mtu: None,
+            cluster_cidr: None,
+            service_cidr: None,
+            cluster_domain: "cluster.local".into(),
+        };
+        // Missing plugins are reported as such (a CNI error naming the plugin).
+        assert!(matches!(
+            Sandboxes::new(good.clone()),
+            Err(RuntimeError::Cni { .. })
+        ));
+        let mut c = good.clone();
+        c.service_cidr = Some("10.43.0.0/99".into());
+        assert!(matches!(
+            Sandboxes::new(c),
+            Err(RuntimeError::Invalid { .. })
+        ));
+        let mut c = good;
+        c.bridge = "x".repeat(16);
+        assert!(matches!(
+            Sandboxes::new(c),
+            Err(RuntimeError::Invalid { .. })
+        ));
+        assert!(
+            !dir.path().join("sb").exists(),
+            "nothing created on failure"
+        );
+    }
+}
