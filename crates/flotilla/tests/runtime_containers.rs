@@ -655,3 +655,82 @@ async fn container_with_a_terminal_logs_its_output() {
     assert!(text.iter().any(|t| t.contains("/dev/pts/")), "{text:?}");
     node.remove_all_and_check().await;
 }
+
+/// The last stdout line of a finished container.
+async fn output_of(node: &Node, config: &ContainerConfig) -> Vec<String> {
+    let id = node.run(config).await;
+    let s = node.wait_exited(&id, Duration::from_secs(20)).await;
+    assert_eq!(s.exit_code, Some(0), "{:?}", log_records(&config.log_path));
+    log_records(&config.log_path)
+        .into_iter()
+        .filter(|r| r.0 == "stdout")
+        .map(|r| r.2)
+        .collect()
+}
+
+#[tokio::test]
+async fn security_context_resources_and_mounts() {
+    let node = Node::new(false);
+    let caps = "grep CapEff /proc/self/status | tr -d '\\t'";
+
+    let default = node.container("default", caps);
+    // Kubernetes' default set: CHOWN … AUDIT_WRITE = 0xa80425fb.
+    assert_eq!(
+        output_of(&node, &default).await,
+        vec!["CapEff:00000000a80425fb"]
+    );
+
+    let mut narrowed = node.container("narrowed", caps);
+    narrowed.security.capabilities_drop = vec!["ALL".into()];
+    narrowed.security.capabilities_add = vec!["NET_ADMIN".into()];
+    assert_eq!(
+        output_of(&node, &narrowed).await,
+        vec!["CapEff:0000000000001000"]
+    );
+
+    let mut privileged = node.container(
+        "privileged",
+        &format!("{caps}; test -c /dev/kmsg && echo devices"),
+    );
+    privileged.security.privileged = true;
+    let out = output_of(&node, &privileged).await;
+    assert_eq!(out[1], "devices");
+    assert_ne!(out[0], "CapEff:00000000a80425fb");
+
+    let volume = node.dir.path().join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::write(volume.join("data"), "from-the-host\n").unwrap();
+    let mut user = node.container(
+        "user",
+        "id -u; id -g; id -G; cat /data/data; touch /data/x || echo ro-volume; \
+         touch /rootfs-write || echo ro-rootfs; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+         cat /sys/fs/cgroup/pids/pids.max",
+    );
+    user.security.run_as_user = Some(1000);
+    user.security.run_as_group = Some(2000);
+    user.security.supplemental_groups = vec![3000];
+    user.security.readonly_rootfs = true;
+    user.resources.memory_limit = Some(64 << 20);
+    user.resources.pids_limit = Some(50);
+    user.mounts = vec![runtime::cri::Mount {
+        container_path: "/data".into(),
+        host_path: volume.clone(),
+        readonly: true,
+        propagation: Default::default(),
+    }];
+    let out = output_of(&node, &user).await;
+    assert_eq!(
+        out,
+        vec![
+            "1000",
+            "2000",
+            "2000 3000",
+            "from-the-host",
+            "ro-volume",
+            "ro-rootfs",
+            "67108864",
+            "50"
+        ]
+    );
+    node.remove_all_and_check().await;
+}

@@ -91,8 +91,18 @@ pub(crate) async fn exec_sync(
     }
     .map_err(io_err("waiting for runc exec"))?;
     let _ = std::fs::remove_file(&pid_file);
-    let stdout = stdout.await.unwrap_or_default();
-    let stderr = stderr.await.unwrap_or_default();
+    // Background children of the command may keep the pipes open: don't wait on them long.
+    let grace = Duration::from_secs(2);
+    let stdout = tokio::time::timeout(grace, stdout)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let stderr = tokio::time::timeout(grace, stderr)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     let code = exit_code(status);
     // runc's own failure (the container is gone, say) is an error, not the command's exit.
     if !timed_out && code == 255 && stdout.is_empty() && !stderr.is_empty() {

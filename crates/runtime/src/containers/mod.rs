@@ -10,7 +10,6 @@ mod attach;
 mod cri_log;
 mod exec;
 mod fdio;
-mod rootfs;
 mod runc;
 mod spec;
 mod state;
@@ -28,6 +27,7 @@ use crate::cri::{
     CgroupStats, ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, ExecResult,
     PodSandbox, RuntimeError, StreamOptions, StreamSession,
 };
+use crate::image::rootfs;
 pub use cri_log::DEFAULT_LOG_MAX_BYTES;
 use runc::Runc;
 use state::{ContainerRecord, ExitRecord, StartedRecord};
@@ -409,10 +409,16 @@ impl ContainerRuntime for Containers {
             if state::check_id(id).is_err() {
                 continue;
             }
-            match self.record(id) {
-                Ok((dir, rec)) => out.push(self.status_of(&dir, rec)?),
+            // One unreadable container must not hide the others from the agent.
+            match self
+                .record(id)
+                .and_then(|(dir, rec)| self.status_of(&dir, rec))
+            {
+                Ok(status) => out.push(status),
                 Err(RuntimeError::NotFound(_)) => continue, // a create in progress
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(container = id, error = %e, "skipping unreadable container")
+                }
             }
         }
         out.sort_by_key(|s| s.created_at);

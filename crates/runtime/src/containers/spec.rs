@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    get_default_mounts, Capabilities, Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup,
-    LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Spec,
+    get_default_mounts, Capabilities, Capability, LinuxCapabilities, LinuxCpu, LinuxDevice,
+    LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids,
+    LinuxResources, Mount, Spec,
 };
 
 use crate::cri::{ContainerConfig, MountPropagation, PodSandbox, RuntimeError};
@@ -31,6 +32,7 @@ const DEFAULT_CAPS: &[&str] = &[
     "AUDIT_WRITE",
 ];
 
+/// Every capability, in the kernel's bit order (CAP_CHOWN is bit 0).
 const ALL_CAPS: &[&str] = &[
     "CHOWN",
     "DAC_OVERRIDE",
@@ -90,15 +92,34 @@ fn cap_set(names: &[&str]) -> Capabilities {
     names.iter().filter_map(|n| parse_cap(n).ok()).collect()
 }
 
+/// "All capabilities" means all that this process may grant: its bounding set (a runtime
+/// inside a container often lacks some, and runc fails on any it cannot give).
+pub(crate) fn grantable_caps() -> Capabilities {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    let names: Vec<&str> = ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    cap_set(&names)
+}
+
 /// Kubernetes' rule: start from the default set (all when privileged), drop (ALL empties it),
-/// then add (ALL grants everything).
+/// then add (ALL grants everything). `all` is what "everything" means here.
 pub(crate) fn capabilities(
     privileged: bool,
     add: &[String],
     drop: &[String],
+    all: &Capabilities,
 ) -> Result<Capabilities, RuntimeError> {
     if privileged {
-        return Ok(cap_set(ALL_CAPS));
+        return Ok(all.clone());
     }
     let is_all = |s: &String| s.eq_ignore_ascii_case("ALL");
     let mut caps: HashSet<Capability> = if drop.iter().any(is_all) {
@@ -111,7 +132,7 @@ pub(crate) fn capabilities(
         caps
     };
     if add.iter().any(is_all) {
-        caps = cap_set(ALL_CAPS);
+        caps = all.clone();
     } else {
         for name in add {
             caps.insert(parse_cap(name)?);
@@ -178,6 +199,7 @@ pub(crate) fn build(
         sec.privileged,
         &sec.capabilities_add,
         &sec.capabilities_drop,
+        &grantable_caps(),
     )?;
     let mut linux_caps = LinuxCapabilities::default();
     linux_caps
@@ -207,7 +229,10 @@ pub(crate) fn build(
     linux.set_cgroups_path(Some(PathBuf::from(cgroups_path)));
     linux.set_resources(Some(resources(config, sec.privileged)));
     if sec.privileged {
-        linux.set_masked_paths(None).set_readonly_paths(None);
+        linux
+            .set_masked_paths(None)
+            .set_readonly_paths(None)
+            .set_devices(Some(host_devices(Path::new("/dev"))));
     }
     spec.set_linux(Some(linux));
 
@@ -218,6 +243,58 @@ pub(crate) fn build(
         .collect();
     spec.set_annotations(Some(annotations));
     Ok(spec)
+}
+
+/// Every device node of the host, for privileged containers (containerd does the same):
+/// /dev and its subdirectories, except the per-container pts, shm and mqueue mounts.
+pub(crate) fn host_devices(dev: &Path) -> Vec<LinuxDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut dirs = vec![dev.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                let skip = ["pts", "shm", "mqueue", ".lxc", ".udev"];
+                if !entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| skip.contains(&n))
+                {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            if path == dev.join("console") || path == dev.join("ptmx") {
+                continue;
+            }
+            let mut d = LinuxDevice::default();
+            d.set_path(path)
+                .set_typ(typ)
+                .set_major(nix::sys::stat::major(meta.rdev()) as i64)
+                .set_minor(nix::sys::stat::minor(meta.rdev()) as i64)
+                .set_file_mode(Some(meta.mode() & 0o7777))
+                .set_uid(Some(meta.uid()))
+                .set_gid(Some(meta.gid()));
+            out.push(d);
+        }
+    }
+    out.sort_by(|a, b| a.path().cmp(b.path()));
+    out
 }
 
 fn mounts(
@@ -384,23 +461,36 @@ mod tests {
     #[test]
     fn capability_rules() {
         let none: Vec<String> = vec![];
-        let default = capabilities(false, &none, &none).unwrap();
+        let all = cap_set(ALL_CAPS);
+        let default = capabilities(false, &none, &none, &all).unwrap();
         assert_eq!(default.len(), DEFAULT_CAPS.len());
         assert!(!default.contains(&Capability::NetAdmin));
-        let c = capabilities(false, &["NET_ADMIN".into()], &["ALL".into()]).unwrap();
+        let c = capabilities(false, &["NET_ADMIN".into()], &["ALL".into()], &all).unwrap();
         assert_eq!(
             c.into_iter().collect::<Vec<_>>(),
             vec![Capability::NetAdmin]
         );
-        let c = capabilities(false, &[], &["CHOWN".into()]).unwrap();
+        let c = capabilities(false, &[], &["CHOWN".into()], &all).unwrap();
         assert!(!c.contains(&Capability::Chown));
-        assert!(capabilities(false, &["ALL".into()], &[])
+        assert!(capabilities(false, &["ALL".into()], &[], &all)
             .unwrap()
             .contains(&Capability::SysAdmin));
-        assert!(capabilities(true, &[], &["ALL".into()])
+        assert!(capabilities(true, &[], &["ALL".into()], &all)
             .unwrap()
             .contains(&Capability::SysAdmin));
-        assert!(capabilities(false, &["BOGUS".into()], &[]).is_err());
+        assert!(capabilities(false, &["BOGUS".into()], &[], &all).is_err());
+    }
+
+    #[test]
+    fn grantable_is_within_all() {
+        assert_eq!(ALL_CAPS.len(), 41);
+        assert_eq!(parse_cap(ALL_CAPS[21]).unwrap(), Capability::SysAdmin);
+        assert_eq!(
+            parse_cap(ALL_CAPS[40]).unwrap(),
+            Capability::CheckpointRestore
+        );
+        let g = grantable_caps();
+        assert!(!g.is_empty() && g.len() <= ALL_CAPS.len());
     }
 
     #[test]
@@ -442,6 +532,30 @@ mod tests {
         let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
         assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
         assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
+
+        let mut privileged = config();
+        privileged.security.privileged = true;
+        let spec = build(&sandbox(), &privileged, Path::new("/r"), "/x", false).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux.masked_paths().is_none());
+        let devices = linux.devices().as_ref().unwrap();
+        let null = devices
+            .iter()
+            .find(|d| d.path() == Path::new("/dev/null"))
+            .unwrap();
+        assert_eq!(
+            (null.typ(), null.major(), null.minor()),
+            (LinuxDeviceType::C, 1, 3)
+        );
+        assert!(!devices.iter().any(|d| d.path().starts_with("/dev/pts")));
+        let allow = &linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap()[0];
+        assert!(allow.allow());
 
         let mut bad = config();
         bad.args.clear();
