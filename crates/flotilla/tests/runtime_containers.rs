@@ -734,3 +734,38 @@ async fn security_context_resources_and_mounts() {
     );
     node.remove_all_and_check().await;
 }
+
+#[tokio::test]
+async fn container_outlives_a_killed_supervisor() {
+    let node = Node::new(false);
+    let c = node.container("orphan", "while true; do sleep 0.05; done");
+    let id = node.run(&c).await;
+    let dir = node.dir.path().join("containers").join(&id);
+    let started: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("started.json")).unwrap()).unwrap();
+    let sup = started["supervisor_pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sup),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{sup}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+        assert!(
+            Instant::now() < deadline,
+            "supervisor {sup} survived SIGKILL"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The container itself still runs, and can still be stopped.
+    let s = node.containers.container_status(&id).await.unwrap();
+    assert_eq!(s.state, ContainerState::Running);
+    node.containers
+        .stop_container(&id, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let s = node.containers.container_status(&id).await.unwrap();
+    assert_eq!((s.state, s.exit_code), (ContainerState::Exited, Some(255)));
+    assert!(s.message.unwrap().contains("supervisor"));
+    node.remove_all_and_check().await;
+}

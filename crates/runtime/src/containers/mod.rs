@@ -161,7 +161,8 @@ impl Containers {
                 if !process_alive(s.supervisor_pid) {
                     // It may have written exit.json just before exiting.
                     exit = state::read_json(dir, state::EXIT)?;
-                    if exit.is_none() {
+                    // Without its supervisor a still-living container runs on, unrecorded.
+                    if exit.is_none() && !process_alive(s.pid) {
                         exit = Some(ExitRecord {
                             exit_code: 255,
                             finished_at: jiff::Timestamp::now(),
@@ -283,7 +284,17 @@ impl Containers {
                 tracing::debug!(container = id, error = %e, "runc kill");
             }
         }
-        Ok(wait_for_file(dir, &[state::EXIT], timeout).await.is_some())
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (_, rec) = self.record(id)?;
+            if self.status_of(dir, rec)?.state == ContainerState::Exited {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 }
 
