@@ -45,7 +45,7 @@ impl Registry {
         fs::create_dir_all(&storage).map_err(|e| format!("storage dir: {e}"))?;
         let config = format!(
             "version: 0.1\n\
-             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             log:\n  level: warn\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: 127.0.0.1:{port}\n",
             storage.display()
@@ -96,7 +96,8 @@ impl Registry {
         self.port
     }
 
-    /// The registry's own log (warnings and errors), for failure messages.
+    /// The registry's log: warnings, errors and one access-log line per request (tests
+    /// count requests with it, e.g. blob downloads).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
