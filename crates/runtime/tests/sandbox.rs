@@ -207,7 +207,9 @@ async fn sandbox_lifecycle_network_namespaces_and_files() {
     config.subdomain = Some("nginx".into());
     config.host_aliases = vec![("10.1.2.3".into(), vec!["foo.local".into()])];
 
+    let started = std::time::Instant::now();
     let sb = sandboxes.run_pod_sandbox(&config).await.unwrap();
+    eprintln!("one sandbox: {:?}", started.elapsed());
     assert_eq!(sb.state, SandboxState::Ready);
     assert_eq!(sb.pod_uid, config.pod_uid);
     assert_eq!(sb.labels, config.labels);

@@ -216,17 +216,15 @@ impl Sandboxes {
         if let Some(mut att) = rec.cni.clone() {
             let mut lo = self.attachment(rec, &att.args);
             lo.ifname = "lo".to_string();
-            self.cni
-                .exec(Command::Add, &conflist::loopback_config(), &lo)
-                .await?;
-            let result = self
-                .cni
-                .add_list(
-                    &att.conflist,
-                    &self.attachment(rec, &att.args),
-                    &att.runtime_config,
-                )
-                .await?;
+            let eth0 = self.attachment(rec, &att.args);
+            // lo and eth0 are independent: bring them up side by side.
+            let loopback = conflist::loopback_config();
+            let (lo_done, result) = tokio::join!(
+                self.cni.exec(Command::Add, &loopback, &lo),
+                self.cni.add_list(&att.conflist, &eth0, &att.runtime_config)
+            );
+            lo_done?;
+            let result = result?;
             let parsed: CniResult =
                 serde_json::from_value(result.clone()).map_err(|e| RuntimeError::Cni {
                     plugin: "bridge".to_string(),
