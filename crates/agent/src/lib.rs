@@ -1,5 +1,6 @@
 //! The node agent: what the kubelet does, for one node (or, in simulated mode, for many).
 //!
+//! - [`agent`] and [`config`]: the wiring of everything below, one field per flag.
 //! - [`node`]: registers the Node, reports its status and renews its Lease.
 //! - [`pod_workers`]: one task per pod, driving the runtime towards the pod's spec and
 //!   reporting its status.
@@ -10,6 +11,8 @@
 //!   the API server proxies to.
 //! - [`simulated`]: hollow nodes for scale tests.
 
+pub mod agent;
+pub mod config;
 pub mod envvars;
 pub mod events;
 pub mod lifecycle;

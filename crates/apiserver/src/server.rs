@@ -100,6 +100,25 @@ pub fn app(state: Arc<ApiState>, authn: Arc<Authenticator>, max_body_bytes: usiz
         .layer(TraceLayer::new_for_http())
 }
 
+/// `GET /cacerts`: the cluster CA in PEM, unauthenticated, as k3s serves it. A joining agent
+/// cannot verify the server yet; it checks this PEM against the hash in its join token.
+/// Merged outside [`app`]'s layers, so no credentials are asked for.
+pub fn cacerts_router(ca_pem: &str) -> Router {
+    let pem = ca_pem.to_string();
+    Router::new().route(
+        "/cacerts",
+        get(move || {
+            let pem = pem.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, "application/x-pem-file")],
+                    pem,
+                )
+            }
+        }),
+    )
+}
+
 /// How far past the limit an oversized body is still read, and dropped, before the 413 goes
 /// out. A client that writes its whole body before it reads (HTTP/1.1 clients such as
 /// Python's urllib3 or hyper) would otherwise have its connection reset mid-write and never
@@ -494,6 +513,18 @@ mod tests {
         assert_eq!((code, text.as_str()), (200, "12"));
         let (code, _, text) = send(echo_len(12), Body::from(vec![0u8; 12]), Some(12)).await;
         assert_eq!((code, text.as_str()), (200, "12"));
+    }
+
+    #[tokio::test]
+    async fn cacerts_serves_the_pem_without_credentials() {
+        let pem = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n";
+        let req = http::Request::get("/cacerts").body(Body::empty()).unwrap();
+        let resp = cacerts_router(pem).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(body, pem.as_bytes());
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! `flotilla server`: the control plane — PKI, store, API server — in one process.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use agent::agent::Agent;
+use agent::node::bootstrap;
 use anyhow::Context;
-use apiserver::authn::Authenticator;
+use apiserver::authn::{Authenticator, ConnectionInfo, UserInfo};
 use apiserver::config::{self, ServerConfig};
 use apiserver::pki::{self, ClusterPki};
 use apiserver::server::{self as api, ApiServer};
+use apiserver::state::ApiConfig;
 use apiserver::ApiState;
 use clap::Args;
 
+use crate::agent::AgentOptions;
 use crate::kubeconfig;
 
 #[derive(Args, Debug)]
@@ -39,6 +43,9 @@ pub struct ServerArgs {
     /// Run without the node agent (control plane only).
     #[arg(long)]
     pub no_agent: bool,
+    /// The in-process agent's settings (ignored with --no-agent).
+    #[command(flatten)]
+    pub agent: AgentOptions,
     /// Largest request body accepted; larger ones get 413 RequestEntityTooLarge.
     #[arg(long, default_value_t = config::MAX_REQUEST_BODY_BYTES)]
     pub max_request_body_bytes: usize,
@@ -73,9 +80,14 @@ pub fn run(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
 
 async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     let config = args.config();
-    if !args.no_agent {
-        tracing::info!("this build has no node agent yet: serving the control plane only");
-    }
+    // Flag mistakes of the agent fail before anything is created.
+    let agent_config = if args.no_agent {
+        None
+    } else {
+        let mut c = args.agent.config(config.data_dir.clone())?;
+        c.control_plane = true;
+        Some(c)
+    };
 
     let mut names = pki::default_serving_names(config.bind_address, hostname().as_deref());
     for san in &config.tls_sans {
@@ -95,9 +107,20 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         authn = authn.with_token_file(file)?;
     }
 
+    let full_token = write_join_token(&config.data_dir, pki.ca.cert_pem(), &pki.node_token)?;
+
     let store = crate::store::open(&config.store_backend()).await?;
-    let state = ApiState::new(store).await.context("preparing the API")?;
+    let api_config = ApiConfig {
+        // What the API server presents to agents when it proxies logs, exec and stats.
+        node_client: Some(pki.node_client.clone()),
+        ..ApiConfig::default()
+    };
+    let state = ApiState::with_config(store, api_config)
+        .await
+        .context("preparing the API")?;
     let app = api::app(state, Arc::new(authn), config.max_request_body_bytes);
+    let in_process = app.clone();
+    let app = app.merge(api::cacerts_router(pki.ca.cert_pem()));
     let server = ApiServer::bind(&config, api::tls_config(&pki)?, app).await?;
     let addr = server.local_addr()?;
 
@@ -121,9 +144,87 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "flotilla server listening"
     );
-    server.serve(api::shutdown_signal()).await?;
+    tracing::info!(
+        token = %full_token,
+        file = %config.data_dir.join(TOKEN_FILE).display(),
+        "nodes join with: flotilla agent --server https://<this host>:{} --token <token>",
+        addr.port()
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent_task = agent_config.map(|agent_config| {
+        let client = in_process_client(in_process, &agent_config.node_name);
+        let ca = pki.ca.cert_pem().to_string();
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { Agent::run(agent_config, client, ca, stop).await })
+    });
+    let mut agent_failed = None;
+    let signal = async {
+        match agent_task {
+            Some(task) => {
+                // An agent that fails takes the server down with it: a half cluster that
+                // looks healthy is worse than a clear error.
+                tokio::select! {
+                    () = api::shutdown_signal() => None,
+                    done = task => Some(done),
+                }
+            }
+            None => {
+                api::shutdown_signal().await;
+                None
+            }
+        }
+    };
+    let serving = server.serve(async {
+        if let Some(done) = signal.await {
+            agent_failed = Some(match done {
+                Ok(Ok(())) => anyhow::anyhow!("the node agent stopped unexpectedly"),
+                Ok(Err(e)) => anyhow::Error::new(e).context("the node agent failed"),
+                Err(e) => anyhow::anyhow!("the node agent task failed: {e}"),
+            });
+        }
+        let _ = stop_tx.send(true);
+    });
+    serving.await?;
     tracing::info!("flotilla server stopped");
-    Ok(())
+    match agent_failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The full join token (`K10<CA hash>::node:<secret>`), kept where k3s keeps its own.
+const TOKEN_FILE: &str = "token";
+
+fn write_join_token(data_dir: &Path, ca_pem: &str, secret: &str) -> anyhow::Result<String> {
+    let token = bootstrap::full_token(ca_pem, secret);
+    let path = data_dir.join(TOKEN_FILE);
+    pki::write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// A client for the in-process agent that calls the API router directly: the same
+/// authentication, admission and registry path as a remote agent, without TLS or a socket.
+/// It authenticates as a node would with its client certificate.
+fn in_process_client(app: axum::Router, node_name: &str) -> kube::Client {
+    use tower::ServiceExt;
+    let info = ConnectionInfo {
+        remote: None,
+        client_certificate_user: Some(UserInfo::authenticated(
+            format!("system:node:{node_name}"),
+            [apiserver::authn::NODES_GROUP.to_string()],
+        )),
+    };
+    let service = tower::service_fn(move |mut req: http::Request<kube::client::Body>| {
+        req.extensions_mut().insert(info.clone());
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    kube::Client::new(service, "default")
 }
 
 /// The kernel's host name, for the serving certificate.

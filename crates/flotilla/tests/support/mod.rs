@@ -6,9 +6,11 @@
 //! Every e2e test file includes it with `mod support;`; not every file uses every helper.
 #![allow(dead_code, unused_imports)]
 
+pub mod cluster;
 pub mod etcd;
 pub mod https;
 pub mod kubectl;
+pub mod node_cleanup;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+pub use cluster::{AgentMode, Cluster, ClusterOptions};
 pub use etcd::Etcd;
 pub use https::{HttpsClient, Identity};
 pub use kubectl::{Kubectl, KubectlOutput, KUBECTL_VERSIONS};
@@ -119,6 +122,9 @@ pub struct ServerOptions {
     pub args: Vec<String>,
     /// A fixed port (e.g. to restart on the same one); a free one otherwise.
     pub port: Option<u16>,
+    /// Run the server's in-process node agent (configure it through `args`); by default
+    /// servers start with `--no-agent`, needing neither root nor runc.
+    pub with_agent: bool,
 }
 
 impl ServerOptions {
@@ -293,7 +299,11 @@ fn spawn_server(opts: &ServerOptions, data_dir: &Path, port: u16, log: &Path) ->
         .arg("127.0.0.1")
         .arg("--port")
         .arg(port.to_string())
-        .arg("--no-agent")
+        .args(if opts.with_agent {
+            None
+        } else {
+            Some("--no-agent")
+        })
         .args(&opts.args)
         .env(
             "RUST_LOG",
