@@ -42,8 +42,7 @@ pub enum AgentError {
 
 /// The three halves of the node's container runtime.
 pub struct Runtime {
-    /// TODO(wiring): None until runtime::image::ImageStore lands; pods need it.
-    pub images: Option<Arc<dyn runtime::ImageService>>,
+    pub images: Arc<dyn runtime::ImageService>,
     pub sandboxes: Arc<dyn runtime::SandboxRuntime>,
     pub containers: Arc<dyn runtime::ContainerRuntime>,
 }
@@ -105,7 +104,7 @@ impl Agent {
         let facts = node_facts(&config, port).await;
         {
             let client = client.clone();
-            let images = rt.images.clone();
+            let images = Some(rt.images.clone());
             let containers = Some(rt.containers.clone());
             let recorder = recorder.clone();
             let rx = stop_rx.clone();
@@ -116,7 +115,7 @@ impl Agent {
             });
         }
 
-        if let Some(images) = rt.images.clone() {
+        {
             // Probe results wake the pod's worker.
             let (probe_tx, probe_rx) = tokio::sync::mpsc::channel(1024);
             let probes = Arc::new(ProbeManager::new(
@@ -128,7 +127,7 @@ impl Agent {
                 client: client.clone(),
                 node_name: config.node_name.clone(),
                 node_ip: config.node_ip,
-                images,
+                images: rt.images.clone(),
                 sandboxes: rt.sandboxes.clone(),
                 containers: rt.containers.clone(),
                 volumes: Arc::new(VolumeManager::new(config.pods_dir(), client.clone())),
@@ -237,11 +236,13 @@ fn build_runtime(config: &AgentConfig) -> Result<Runtime, AgentError> {
         service_cidr: Some(config.service_cidr.clone()).filter(|c| !c.is_empty()),
         cluster_domain: config.cluster_domain.clone(),
     })?;
-    // TODO(wiring): runtime::image::ImageStore is being written; until it lands the node
-    // registers, heartbeats and serves its endpoint but runs no pods.
-    tracing::warn!("this build has no image store yet: the node will not run pods");
+    let images = runtime::image::ImageStore::open(runtime::image::ImageStoreConfig {
+        root: config.images_dir(),
+        mirrors: config.registry_mirrors.clone(),
+        insecure_registries: config.insecure_registries.clone(),
+    })?;
     Ok(Runtime {
-        images: None,
+        images: Arc::new(images),
         sandboxes: Arc::new(sandboxes),
         containers: Arc::new(containers),
     })
