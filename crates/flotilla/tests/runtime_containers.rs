@@ -274,7 +274,7 @@ async fn run_logs_and_exit_codes() {
     let node = Node::new(false);
     let mut ok = node.container(
         "ok",
-        "echo $GREETING; echo oops >&2; cat /etc/hostname; printf partial",
+        "echo $GREETING; echo oops >&2; cat /etc/hostname; echo $HOSTNAME-env; printf partial",
     );
     ok.labels.insert("extra".into(), "label".into());
     let id = node.run(&ok).await;
@@ -297,7 +297,8 @@ async fn run_logs_and_exit_codes() {
         vec![
             ("F".into(), "hello".into()),
             ("F".into(), "partial".into()),
-            ("F".into(), "testpod".into())
+            ("F".into(), "testpod".into()),
+            ("F".into(), "testpod-env".into())
         ]
     );
     assert!(records.contains(&("stderr".into(), "F".into(), "oops".into())));

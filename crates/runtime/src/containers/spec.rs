@@ -189,6 +189,14 @@ pub(crate) fn build(
     if config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
+    // Like containerd's CRI: HOSTNAME is the pod's, unless the pod sets it itself.
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        if let Ok(name) = std::fs::read_to_string(&sandbox.hostname_path) {
+            if !name.trim().is_empty() {
+                env.insert(1, format!("HOSTNAME={}", name.trim()));
+            }
+        }
+    }
     let mut user = oci_spec::runtime::User::default();
     user.set_uid(sec.run_as_user.unwrap_or(0))
         .set_gid(sec.run_as_group.unwrap_or(0));
@@ -219,7 +227,9 @@ pub(crate) fn build(
         .set_cwd(PathBuf::from(cwd))
         .set_user(user)
         .set_capabilities(Some(linux_caps))
-        .set_no_new_privileges(Some(sec.no_new_privileges && !sec.privileged));
+        .set_no_new_privileges(Some(sec.no_new_privileges && !sec.privileged))
+        // No rlimits of our own: containers inherit the node's, as under containerd.
+        .set_rlimits(None);
     spec.set_process(Some(process));
 
     spec.set_mounts(Some(mounts(sandbox, config, sec.privileged)?));
