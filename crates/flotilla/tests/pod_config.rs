@@ -1,0 +1,252 @@
+//! What a container sees of its pod, end to end (root, real runc/CNI/registry): env from a
+//! ConfigMap and a Secret (envFrom, secretKeyRef, fieldRef, $(VAR) expansion), a configMap
+//! volume updated in place in the running container (while a subPath mount of it keeps the
+//! old content, as in Kubernetes), and a missing ConfigMap reported as
+//! CreateContainerConfigError until it appears.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::Cluster;
+
+const KUBECTL: &str = "1.33";
+/// First start pulls from the local registry and sets up the sandbox.
+const START_DEADLINE: Duration = Duration::from_secs(120);
+/// The pod worker resyncs every 10 s; the kubelet's own period is about a minute.
+const UPDATE_DEADLINE: Duration = Duration::from_secs(60);
+
+fn apply(cluster: &Cluster, manifest: &str) {
+    cluster
+        .kubectl(KUBECTL)
+        .stdin(manifest)
+        .run(&["apply", "-f", "-"])
+        .expect_success("kubectl apply");
+}
+
+fn pod(cluster: &Cluster, name: &str) -> Option<Value> {
+    let r = cluster
+        .server
+        .admin_client()
+        .get(&format!("/api/v1/namespaces/default/pods/{name}"))
+        .ok()?;
+    (r.status == 200).then(|| r.json())
+}
+
+fn container_status(pod: &Value) -> Option<&Value> {
+    pod["status"]["containerStatuses"].get(0)
+}
+
+/// The container's output: `kubectl logs`, or the CRI log file on the node when the logs
+/// endpoint is unavailable (this test is about what the container sees, not about logs).
+fn logs(cluster: &Cluster, name: &str) -> String {
+    let out = cluster.kubectl_run(KUBECTL, &["logs", name]);
+    if out.success() {
+        return out.stdout;
+    }
+    let Some(p) = pod(cluster, name) else {
+        return String::new();
+    };
+    let uid = p["metadata"]["uid"].as_str().unwrap_or_default();
+    let dir = cluster
+        .agent_data_dir
+        .join("pod-logs")
+        .join(format!("default_{name}_{uid}"))
+        .join("app");
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+fn wait_logs_contain(cluster: &Cluster, name: &str, needles: &[&str], deadline: Duration) {
+    let found = testkit::wait_for(deadline, || {
+        let text = logs(cluster, name);
+        needles.iter().all(|n| text.contains(n)).then_some(())
+    });
+    if found.is_none() {
+        panic!(
+            "pod {name}: logs lack {needles:?} after {deadline:?}\n--- logs ---\n{}\n--- pod ---\n{}\n--- agent log ---\n{}",
+            logs(cluster, name),
+            pod(cluster, name).map(|p| p["status"].to_string()).unwrap_or_default(),
+            cluster.agent_log()
+        );
+    }
+}
+
+fn wait_running(cluster: &Cluster, name: &str) -> Value {
+    testkit::wait_for(START_DEADLINE, || {
+        let p = pod(cluster, name)?;
+        container_status(&p)?["state"]["running"]
+            .is_object()
+            .then_some(p)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "pod {name} not running within {START_DEADLINE:?}: {}\n--- agent log ---\n{}",
+            pod(cluster, name)
+                .map(|p| p["status"].to_string())
+                .unwrap_or_default(),
+            cluster.agent_log()
+        )
+    })
+}
+
+const CONFIG: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config}
+data: {GREETING: hello, MODE: blue}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-secret}
+stringData: {PASSWORD: hunter2}
+"#;
+
+fn config_pod(image: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: cfg-pod}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    command: ["sh", "-c", "env | sort; while true; do echo \"mode=`cat /config/MODE` sub=`cat /sub/MODE`\"; sleep 1; done"]
+    envFrom:
+    - configMapRef: {{name: app-config}}
+    env:
+    - name: DB_PASSWORD
+      valueFrom: {{secretKeyRef: {{name: app-secret, key: PASSWORD}}}}
+    - name: POD_NAME
+      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+    - name: COMBINED
+      value: "$(GREETING)-$(POD_NAME)"
+    volumeMounts:
+    - {{name: config, mountPath: /config}}
+    - {{name: config, mountPath: /sub/MODE, subPath: MODE}}
+  volumes:
+  - name: config
+    configMap: {{name: app-config}}
+"#
+    )
+}
+
+fn late_pod(image: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: late-pod}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    command: ["sh", "-c", "echo late=$LATE; sleep 3600"]
+    envFrom:
+    - configMapRef: {{name: late-config}}
+"#
+    )
+}
+
+#[test]
+fn config_and_secrets_reach_the_container_and_config_volumes_update_in_place() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let cluster = Cluster::start();
+    apply(&cluster, CONFIG);
+    apply(&cluster, &config_pod(&cluster.image));
+    apply(&cluster, &late_pod(&cluster.image));
+
+    // Env: envFrom, secretKeyRef, fieldRef and $(VAR) expansion; the volume and its subPath.
+    let running = wait_running(&cluster, "cfg-pod");
+    wait_logs_contain(
+        &cluster,
+        "cfg-pod",
+        &[
+            "GREETING=hello",
+            "MODE=blue",
+            "DB_PASSWORD=hunter2",
+            "POD_NAME=cfg-pod",
+            "COMBINED=hello-cfg-pod",
+            "mode=blue sub=blue",
+        ],
+        Duration::from_secs(30),
+    );
+    let container_id = container_status(&running).unwrap()["containerID"].clone();
+    assert!(container_id.is_string(), "{running}");
+
+    // The ConfigMap changes: the mounted file follows in the running container; the subPath
+    // mount keeps what it had.
+    cluster
+        .kubectl_run(
+            KUBECTL,
+            &[
+                "patch",
+                "configmap",
+                "app-config",
+                "-p",
+                r#"{"data":{"MODE":"green"}}"#,
+            ],
+        )
+        .expect_success("patch the ConfigMap");
+    wait_logs_contain(
+        &cluster,
+        "cfg-pod",
+        &["mode=green sub=blue"],
+        UPDATE_DEADLINE,
+    );
+    let after = pod(&cluster, "cfg-pod").unwrap();
+    let status = container_status(&after).unwrap();
+    assert_eq!(
+        status["containerID"], container_id,
+        "the container was not replaced"
+    );
+    assert_eq!(status["restartCount"], 0, "{after}");
+
+    // A ConfigMap that does not exist yet: CreateContainerConfigError with Kubernetes'
+    // message, then the pod starts once it is created.
+    let waiting = testkit::wait_for(START_DEADLINE, || {
+        let p = pod(&cluster, "late-pod")?;
+        let w = container_status(&p)?["state"]["waiting"].clone();
+        (w["reason"] == "CreateContainerConfigError").then_some(w)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "late-pod never reported CreateContainerConfigError: {}\n--- agent log ---\n{}",
+            pod(&cluster, "late-pod")
+                .map(|p| p["status"].to_string())
+                .unwrap_or_default(),
+            cluster.agent_log()
+        )
+    });
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(r#"configmap "late-config" not found"#),
+        "{waiting}"
+    );
+    apply(
+        &cluster,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late-config}\ndata: {LATE: arrived}\n",
+    );
+    wait_running(&cluster, "late-pod");
+    wait_logs_contain(
+        &cluster,
+        "late-pod",
+        &["late=arrived"],
+        Duration::from_secs(30),
+    );
+}
