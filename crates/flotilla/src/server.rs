@@ -110,11 +110,17 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     let full_token = write_join_token(&config.data_dir, pki.ca.cert_pem(), &pki.node_token)?;
 
     let store = crate::store::open(&config.store_backend()).await?;
-    let api_config = ApiConfig {
+    let mut api_config = ApiConfig {
         // What the API server presents to agents when it proxies logs, exec and stats.
         node_client: Some(pki.node_client.clone()),
         ..ApiConfig::default()
     };
+    // One --service-cidr for both halves: ClusterIPs come from the range the nodes route.
+    api_config.registry.service_cidr = args
+        .agent
+        .service_cidr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--service-cidr {}: {e}", args.agent.service_cidr))?;
     let state = ApiState::with_config(store, api_config)
         .await
         .context("preparing the API")?;
@@ -152,31 +158,28 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agent_task = agent_config.map(|agent_config| {
+    let mut agent_task = agent_config.map(|agent_config| {
         let client = in_process_client(in_process, &agent_config.node_name);
         let ca = pki.ca.cert_pem().to_string();
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move { Agent::run(agent_config, client, ca, stop).await })
     });
     let mut agent_failed = None;
-    let signal = async {
-        match agent_task {
-            Some(task) => {
-                // An agent that fails takes the server down with it: a half cluster that
-                // looks healthy is worse than a clear error.
-                tokio::select! {
-                    () = api::shutdown_signal() => None,
-                    done = task => Some(done),
-                }
-            }
+    let serving = server.serve(async {
+        // An agent that fails takes the server down with it: a half cluster that looks
+        // healthy is worse than a clear error.
+        let done = match agent_task.as_mut() {
+            Some(task) => tokio::select! {
+                () = api::shutdown_signal() => None,
+                done = task => Some(done),
+            },
             None => {
                 api::shutdown_signal().await;
                 None
             }
-        }
-    };
-    let serving = server.serve(async {
-        if let Some(done) = signal.await {
+        };
+        if let Some(done) = done {
+            agent_task = None;
             agent_failed = Some(match done {
                 Ok(Ok(())) => anyhow::anyhow!("the node agent stopped unexpectedly"),
                 Ok(Err(e)) => anyhow::Error::new(e).context("the node agent failed"),
@@ -186,12 +189,23 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     serving.await?;
+    if let Some(task) = agent_task {
+        // The agent stops its own tasks only; pods run on under their supervisors.
+        match tokio::time::timeout(AGENT_STOP_GRACE, task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the node agent failed while stopping"),
+            Err(_) => tracing::warn!("the node agent did not stop in time"),
+            _ => {}
+        }
+    }
     tracing::info!("flotilla server stopped");
     match agent_failed {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
+
+/// How long the in-process agent gets to stop after the server has.
+const AGENT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The full join token (`K10<CA hash>::node:<secret>`), kept where k3s keeps its own.
 const TOKEN_FILE: &str = "token";
@@ -278,6 +292,30 @@ mod tests {
         assert_eq!(c.token_auth_file, Some(PathBuf::from("/tmp/t.csv")));
         assert_eq!(c.tls_sans, ["api.example.test", "192.0.2.10"]);
         assert!(w.args.no_agent);
+    }
+
+    #[test]
+    fn the_agent_flags_configure_the_in_process_agent() {
+        let w = Wrapper::try_parse_from([
+            "server",
+            "--data-dir",
+            "/tmp/x",
+            "--node-name",
+            "cp-1",
+            "--pod-cidr",
+            "10.244.3.0/24",
+            "--bridge",
+            "flt3",
+            "--agent-port",
+            "0",
+        ])
+        .unwrap();
+        let c = w.args.agent.config(w.args.data_dir.clone()).unwrap();
+        assert_eq!(c.node_name, "cp-1");
+        assert_eq!(c.pod_cidr, "10.244.3.0/24");
+        assert_eq!(c.bridge, "flt3");
+        assert_eq!(c.port, 0);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
     }
 
     #[test]

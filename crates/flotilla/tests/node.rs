@@ -211,7 +211,7 @@ fn a_joined_node_registers_ready_renews_its_lease_and_survives_an_agent_kill() {
 
 #[test]
 fn the_servers_own_agent_registers_a_control_plane_node() {
-    let cluster = Cluster::start_with(ClusterOptions {
+    let mut cluster = Cluster::start_with(ClusterOptions {
         agent: AgentMode::InProcess,
         ..ClusterOptions::default()
     });
@@ -227,6 +227,13 @@ fn the_servers_own_agent_registers_a_control_plane_node() {
         assert_eq!(row[1], "Ready", "kubectl {v}: {row:?}");
         assert_eq!(row[2], "control-plane", "kubectl {v}: {row:?}");
     }
+    // SIGTERM stops the server and its agent cleanly.
+    let status = cluster.server.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        cluster.agent_log()
+    );
 }
 
 #[test]

@@ -183,24 +183,37 @@ impl Cluster {
         self.agent.as_ref().map(ProcessGroup::pid)
     }
 
-    /// SIGKILLs the agent (only the agent: its containers' supervisors run on) and starts
-    /// it again with the same flags and data dir; returns once the Node is Ready again.
-    pub fn kill_agent_and_restart(&mut self) {
+    /// SIGKILLs the agent process (only it: its containers' supervisors run on in their own
+    /// sessions) and waits until it is gone. The Node is left as the agent left it.
+    pub fn kill_agent(&mut self) {
         assert_eq!(
             self.mode,
             AgentMode::Separate,
-            "kill_agent_and_restart needs a cluster with AgentMode::Separate"
+            "killing the agent alone needs AgentMode::Separate"
         );
-        let mut agent = self.agent.take().expect("the agent is running");
-        // Only the agent's PID: its process group also leads nothing else of interest,
-        // and supervisors are in their own sessions anyway.
+        let Some(mut agent) = self.agent.take() else {
+            return;
+        };
         let pid = nix::unistd::Pid::from_raw(agent.pid() as i32);
-        nix::sys::signal::kill(pid, Signal::SIGKILL).expect("SIGKILL the agent");
+        // It may have been killed already by the test itself; it is then a zombie until
+        // reaped, and the signal is harmless.
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         testkit::wait_for(Duration::from_secs(10), || agent.exited())
             .expect("the agent exits after SIGKILL");
-        drop(agent);
+    }
+
+    /// Starts the agent again with the same flags and data dir (after [`Self::kill_agent`])
+    /// and waits until the Node is Ready.
+    pub fn restart_agent(&mut self) {
+        assert!(self.agent.is_none(), "the agent is still running");
         self.start_agent();
         self.wait_node_ready(NODE_READY_DEADLINE);
+    }
+
+    /// SIGKILLs the agent and starts it again; returns once the Node is Ready again.
+    pub fn kill_agent_and_restart(&mut self) {
+        self.kill_agent();
+        self.restart_agent();
     }
 
     /// The Node object as the API has it.
