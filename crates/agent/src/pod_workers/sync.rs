@@ -117,7 +117,8 @@ pub async fn sync_pod(
             return Ok(SyncOutcome::Finished);
         }
     }
-    let rt = report_status(ctx, st, pod).await?;
+    // Probers first, so the status below already has the new containers' readiness.
+    let rt = runtime_pod(ctx, &uid).await?;
     let running: Vec<(String, String, SystemTime)> = rt
         .running()
         .map(|c| {
@@ -132,6 +133,7 @@ pub async fn sync_pod(
     ctx.deps
         .probes
         .sync_pod(pod, pod_ip.or(Some(ctx.deps.node_ip)), &running);
+    report_status_with(ctx, st, pod, rt).await?;
     Ok(SyncOutcome::Requeue(requeue))
 }
 
@@ -205,12 +207,9 @@ async fn apply(
         }
     }
     if acts.kill_pod {
+        // The old sandboxes stay (stopped) with their dead containers until the pod goes:
+        // they share the pod cgroup with the new one.
         termination::kill_pod(ctx, pod, rt, termination::grace_period(pod)).await;
-        for s in &rt.sandboxes {
-            if let Err(e) = d.sandboxes.remove_pod_sandbox(&s.id).await {
-                tracing::warn!(pod = %uid(pod), error = %e, "removing an old sandbox");
-            }
-        }
         d.recorder.pod_event(
             pod,
             None,
@@ -500,8 +499,18 @@ pub async fn report_status(
     st: &mut PodState,
     pod: &Pod,
 ) -> Result<RuntimePod, PodWorkerError> {
+    let rt = runtime_pod(ctx, uid(pod)).await?;
+    report_status_with(ctx, st, pod, rt).await
+}
+
+/// As [`report_status`], from a listing just taken.
+async fn report_status_with(
+    ctx: &Ctx,
+    st: &mut PodState,
+    pod: &Pod,
+    rt: RuntimePod,
+) -> Result<RuntimePod, PodWorkerError> {
     let uid = uid(pod).to_string();
-    let rt = runtime_pod(ctx, &uid).await?;
     // A container that runs again no longer waits for anything.
     st.waiting.retain(|name, _| {
         rt.latest(name)
