@@ -138,6 +138,24 @@ fn kubectl_top_node_shows_usage() {
         item["usage"]["cpu"].is_string() && item["usage"]["memory"].is_string(),
         "{item}"
     );
+    // The Summary API itself, through the API server's node proxy as users reach it.
+    let path = format!("/api/v1/nodes/{}/proxy/stats/summary", c.node_name);
+    let out = c.kubectl_run("1.33", &["get", "--raw", &path]);
+    let summary: Value = serde_json::from_str(out.expect_success("GET stats/summary")).unwrap();
+    assert_eq!(summary["node"]["nodeName"], c.node_name.as_str());
+    assert!(
+        summary["node"]["cpu"]["usageCoreNanoSeconds"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        summary["node"]["memory"]["workingSetBytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(summary["pods"].is_array());
     let missing = c.kubectl_run(
         "1.33",
         &["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/nope"],
