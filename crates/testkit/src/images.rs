@@ -12,12 +12,16 @@ use std::sync::OnceLock;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
+};
 use oci_client::manifest::OciImageManifest;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+use crate::registry::Registry;
 
 /// The host's busybox (Debian's busybox-static).
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -297,16 +301,62 @@ pub fn push_image_blocking(
     .expect("push thread panicked")
 }
 
-/// Builds the image `opts` describes and pushes it (plain HTTP) as `registry_host/repo:tag`.
-/// Returns the full reference.
+/// Builds the image `opts` describes and pushes it (plain HTTP, anonymous) as
+/// `registry_host/repo:tag`. Returns the full reference.
 pub async fn push_image(registry_host: &str, repo: &str, tag: &str, opts: &ImageOptions) -> String {
+    push(
+        registry_host,
+        repo,
+        tag,
+        opts,
+        None,
+        &RegistryAuth::Anonymous,
+    )
+    .await
+}
+
+/// [`push_image`] to a [`Registry`] started with TLS and/or basic auth: trusts its CA and
+/// sends its credentials.
+pub async fn push_image_to(
+    registry: &Registry,
+    repo: &str,
+    tag: &str,
+    opts: &ImageOptions,
+) -> String {
+    let auth = match registry.basic_auth() {
+        Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
+        None => RegistryAuth::Anonymous,
+    };
+    push(&registry.host(), repo, tag, opts, registry.ca_pem(), &auth).await
+}
+
+async fn push(
+    registry_host: &str,
+    repo: &str,
+    tag: &str,
+    opts: &ImageOptions,
+    ca_pem: Option<&str>,
+    auth: &RegistryAuth,
+) -> String {
     let image = build_image(opts);
     let reference = format!("{registry_host}/{repo}:{tag}");
     let parsed: Reference = reference.parse().expect("test image reference");
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
+    let client = Client::try_from(ClientConfig {
+        protocol: if ca_pem.is_some() {
+            ClientProtocol::Https
+        } else {
+            ClientProtocol::Http
+        },
+        extra_root_certificates: ca_pem
+            .map(|pem| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.as_bytes().to_vec(),
+            })
+            .into_iter()
+            .collect(),
         ..Default::default()
-    });
+    })
+    .expect("registry client");
     let layers: Vec<ImageLayer> = image
         .layers
         .iter()
@@ -321,15 +371,67 @@ pub async fn push_image(registry_host: &str, repo: &str, tag: &str, opts: &Image
     let config = Config::oci_v1(image.config.clone(), None);
     let manifest = OciImageManifest::build(&layers, &config, None);
     client
-        .push(
-            &parsed,
-            &layers,
-            config,
-            &RegistryAuth::Anonymous,
-            Some(manifest),
-        )
+        .push(&parsed, &layers, config, auth, Some(manifest))
         .await
         .unwrap_or_else(|e| panic!("push {reference}: {e}"));
+    reference
+}
+
+/// Pushes one image per `(architecture, options)` (tagged `tag-ARCH`), then an OCI index
+/// for linux/ARCH of each as `registry_host/repo:tag` (plain HTTP). Returns the reference
+/// of the index.
+pub async fn push_multiarch(
+    registry_host: &str,
+    repo: &str,
+    tag: &str,
+    variants: &[(&str, ImageOptions)],
+) -> String {
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    let mut entries = Vec::new();
+    for (arch, opts) in variants {
+        let single = push_image(registry_host, repo, &format!("{tag}-{arch}"), opts).await;
+        let (bytes, digest) = client
+            .pull_manifest_raw(
+                &single.parse().expect("reference"),
+                &RegistryAuth::Anonymous,
+                &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("read back {single}: {e}"));
+        entries.push(oci_client::manifest::ImageIndexEntry {
+            media_type: oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string(),
+            digest,
+            size: bytes.len() as i64,
+            platform: Some(oci_client::manifest::Platform {
+                architecture: arch.to_string(),
+                os: "linux".into(),
+                os_version: None,
+                os_features: None,
+                variant: None,
+                features: None,
+            }),
+            annotations: None,
+        });
+    }
+    let reference = format!("{registry_host}/{repo}:{tag}");
+    let index = oci_client::manifest::OciImageIndex {
+        schema_version: 2,
+        media_type: Some(oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE.to_string()),
+        manifests: entries,
+        artifact_type: None,
+        annotations: None,
+    };
+    client
+        .push_manifest_list(
+            &reference.parse().expect("reference"),
+            &RegistryAuth::Anonymous,
+            index,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("push index {reference}: {e}"));
     reference
 }
 

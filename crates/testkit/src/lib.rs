@@ -6,12 +6,15 @@
 //! - [`registry::Registry::start`] runs Debian's `docker-registry` (Distribution 2.8) on a
 //!   free loopback port with storage in a temp dir; dropping it kills the process and removes
 //!   the dir. [`registry::Registry::host`] is `127.0.0.1:PORT`.
+//!   [`registry::Registry::start_with`] adds TLS (a fresh CA, [`registry::Registry::ca_pem`])
+//!   and/or htpasswd basic auth; push to it with [`images::push_image_to`].
 //! - [`images::push_busybox`] (async) / [`images::push_busybox_blocking`] build an OCI image
 //!   from the host's busybox-static at test time (one gzip layer: `/bin/busybox`, a `/bin`
 //!   symlink per applet, `/etc/passwd` and `/etc/group` with root and nobody, an empty
 //!   `/tmp`; config `Cmd ["sh"]`, `Env PATH=…`) and push it, returning
 //!   `127.0.0.1:PORT/repo:tag`. [`images::push_image`] takes [`images::ImageOptions`] for
-//!   variants (extra files in a second layer, whiteouts, Entrypoint/Cmd/Env/WorkingDir/User).
+//!   variants (extra files in a second layer, whiteouts, Entrypoint/Cmd/Env/WorkingDir/User);
+//!   [`images::push_multiarch`] pushes an OCI index over per-architecture variants.
 //! - [`images::write_oci_archive`] and [`images::write_docker_save_archive`] write the same
 //!   image as an OCI image-layout tar and as a `docker save` tar.
 //! - [`wait_for`] / [`wait_for_async`]: poll a condition until it yields a value or the

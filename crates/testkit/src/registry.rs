@@ -12,12 +12,24 @@ use tempfile::TempDir;
 /// Where Debian's docker-registry package installs the binary.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
+/// How to run the registry. `Default` is plain HTTP without authentication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// Serve HTTPS with a certificate for 127.0.0.1 signed by a fresh test CA
+    /// ([`Registry::ca_pem`]).
+    pub tls: bool,
+    /// Require HTTP basic auth (htpasswd, bcrypt) with this user and password.
+    pub basic_auth: Option<(String, String)>,
+}
+
 /// A running registry. Drop kills it and deletes its storage.
 #[derive(Debug)]
 pub struct Registry {
     child: Child,
     port: u16,
     dir: TempDir,
+    ca_pem: Option<String>,
+    basic_auth: Option<(String, String)>,
 }
 
 impl Registry {
@@ -25,9 +37,14 @@ impl Registry {
     /// fresh port if another process took the chosen one first. Panics if it cannot start:
     /// this is test setup.
     pub fn start() -> Registry {
+        Self::start_with(&RegistryOptions::default())
+    }
+
+    /// [`Registry::start`] with TLS and/or basic auth.
+    pub fn start_with(opts: &RegistryOptions) -> Registry {
         let mut last_err = String::new();
         for _ in 0..5 {
-            match Self::try_start() {
+            match Self::try_start(opts) {
                 Ok(r) => return r,
                 Err(e) => last_err = e,
             }
@@ -35,7 +52,7 @@ impl Registry {
         panic!("docker-registry did not start: {last_err}")
     }
 
-    fn try_start() -> Result<Registry, String> {
+    fn try_start(opts: &RegistryOptions) -> Result<Registry, String> {
         let dir = tempfile::Builder::new()
             .prefix("flotilla-registry-")
             .tempdir()
@@ -43,13 +60,34 @@ impl Registry {
         let port = crate::free_port();
         let storage = dir.path().join("storage");
         fs::create_dir_all(&storage).map_err(|e| format!("storage dir: {e}"))?;
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\n\
              log:\n  level: warn\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: 127.0.0.1:{port}\n",
             storage.display()
         );
+        let mut ca_pem = None;
+        if opts.tls {
+            let (ca, cert, key) = tls_files()?;
+            fs::write(dir.path().join("tls.crt"), cert).map_err(|e| format!("cert: {e}"))?;
+            fs::write(dir.path().join("tls.key"), key).map_err(|e| format!("key: {e}"))?;
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("tls.crt").display(),
+                dir.path().join("tls.key").display()
+            ));
+            ca_pem = Some(ca);
+        }
+        if let Some((user, password)) = &opts.basic_auth {
+            let hash = bcrypt::hash(password, 4).map_err(|e| format!("bcrypt: {e}"))?;
+            let path = dir.path().join("htpasswd");
+            fs::write(&path, format!("{user}:{hash}\n")).map_err(|e| format!("htpasswd: {e}"))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: flotilla-test\n    path: {}\n",
+                path.display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
         let log = fs::File::create(dir.path().join("registry.log"))
@@ -63,14 +101,20 @@ impl Registry {
             .stderr(log_err)
             .spawn()
             .map_err(|e| format!("spawn {REGISTRY_BIN}: {e}"))?;
-        let mut reg = Registry { child, port, dir };
+        let mut reg = Registry {
+            child,
+            port,
+            dir,
+            ca_pem,
+            basic_auth: opts.basic_auth.clone(),
+        };
         let mut exited = None;
         let ready = crate::wait_for(Duration::from_secs(30), || {
             if let Ok(Some(status)) = reg.child.try_wait() {
                 exited = Some(status);
                 return Some(false);
             }
-            ping(port).then_some(true)
+            ping(port, opts.tls).then_some(true)
         });
         match ready {
             Some(true) => Ok(reg),
@@ -87,9 +131,25 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `http://127.0.0.1:PORT`: an endpoint as mirror configuration writes it.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS): an endpoint as mirror configuration
+    /// writes it.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The user and password a basic-auth registry requires.
+    pub fn basic_auth(&self) -> Option<&(String, String)> {
+        self.basic_auth.as_ref()
+    }
+
+    /// The PEM of the CA that signed a TLS registry's certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     pub fn port(&self) -> u16 {
@@ -110,8 +170,34 @@ impl Drop for Registry {
     }
 }
 
-/// One plain HTTP/1.0 request, enough to tell the registry answers `/v2/` with 200.
-fn ping(port: u16) -> bool {
+/// A fresh CA and a certificate for 127.0.0.1 it signed: (CA PEM, cert PEM, key PEM).
+fn tls_files() -> Result<(String, String, String), String> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let err = |e: rcgen::Error| format!("rcgen: {e}");
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().map_err(err)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    params.subject_alt_names = vec![SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
+    let cert = params.signed_by(&key, &issuer).map_err(err)?;
+    Ok((ca.pem(), cert.pem(), key.serialize_pem()))
+}
+
+/// Whether something accepts connections on the port: a TLS registry is taken as up once it
+/// listens (speaking TLS here is not worth a client); a plain one must answer `/v2/`.
+fn ping(port: u16, tls: bool) -> bool {
+    if tls {
+        return TcpStream::connect(("127.0.0.1", port)).is_ok();
+    }
+    ping_http(port)
+}
+
+/// One plain HTTP/1.0 request, enough to tell the registry answers `/v2/` (200, or 401 when
+/// it requires auth).
+fn ping_http(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
@@ -129,7 +215,15 @@ fn ping(port: u16) -> bool {
             Ok(n) => got += n,
         }
     }
-    buf[..got].starts_with(b"HTTP/1.1 200") || buf[..got].starts_with(b"HTTP/1.0 200")
+    let head = &buf[..got];
+    [
+        b"HTTP/1.1 200",
+        b"HTTP/1.0 200",
+        b"HTTP/1.1 401",
+        b"HTTP/1.0 401",
+    ]
+    .iter()
+    .any(|p| head.starts_with(*p))
 }
 
 #[cfg(test)]
@@ -140,9 +234,9 @@ mod tests {
     fn starts_answers_and_stops() {
         let reg = Registry::start();
         let port = reg.port();
-        assert!(ping(port));
+        assert!(ping_http(port));
         assert_eq!(reg.host(), format!("127.0.0.1:{port}"));
         drop(reg);
-        assert!(!ping(port), "registry still answers after drop");
+        assert!(!ping_http(port), "registry still answers after drop");
     }
 }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use std::path::{Path, PathBuf};
+
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{
     ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest,
@@ -31,6 +33,27 @@ pub struct Endpoint {
     pub host: String,
     pub plain_http: bool,
     pub mirror: bool,
+    /// PEM CA certificates trusted for this host besides the public roots.
+    pub ca_files: Vec<PathBuf>,
+}
+
+/// `ROOT/certs.d/<host[:port]>/*.crt`: CAs trusted for one registry host, as Docker's
+/// `/etc/docker/certs.d` lays them out.
+pub fn certs_dir(config: &ImageStoreConfig, host: &str) -> PathBuf {
+    config.root.join("certs.d").join(host)
+}
+
+fn ca_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "crt"))
+        .collect();
+    files.sort();
+    files
 }
 
 /// The mirrors configured for `registry`, in order, then `registry` itself.
@@ -42,16 +65,21 @@ pub fn endpoints(config: &ImageStoreConfig, registry: &str) -> Vec<Endpoint> {
         .flatten()
         .map(|m| parse_endpoint(config, m, true))
         .collect();
+    let ca_files = ca_files(&certs_dir(config, registry));
     out.push(Endpoint {
         host: registry.to_string(),
-        plain_http: plain_http(config, registry),
+        plain_http: plain_http(config, registry, &ca_files),
         mirror: false,
+        ca_files,
     });
     out
 }
 
-fn plain_http(config: &ImageStoreConfig, host: &str) -> bool {
-    is_loopback(host) || config.insecure_registries.iter().any(|h| h == host)
+/// Insecure hosts and loopback speak plain HTTP, unless CAs are configured for the host
+/// (then it serves TLS, as Docker concludes from a certs.d entry).
+fn plain_http(config: &ImageStoreConfig, host: &str, ca_files: &[PathBuf]) -> bool {
+    config.insecure_registries.iter().any(|h| h == host)
+        || (is_loopback(host) && ca_files.is_empty())
 }
 
 /// `http://host:port`, `https://host` or a bare `host:port` (scheme by the loopback /
@@ -62,15 +90,17 @@ fn parse_endpoint(config: &ImageStoreConfig, endpoint: &str, mirror: bool) -> En
         None => (None, endpoint),
     };
     let host = rest.split('/').next().unwrap_or(rest).to_string();
+    let ca_files = ca_files(&certs_dir(config, &host));
     let plain = match scheme.as_deref() {
         Some("http") => true,
         Some(_) => false,
-        None => plain_http(config, &host),
+        None => plain_http(config, &host, &ca_files),
     };
     Endpoint {
         host,
         plain_http: plain,
         mirror,
+        ca_files,
     }
 }
 
@@ -113,8 +143,16 @@ pub async fn resolve(
     }))
 }
 
-fn client_for(endpoint: &Endpoint) -> Client {
-    Client::new(ClientConfig {
+fn client_for(endpoint: &Endpoint) -> Result<Client, OciDistributionError> {
+    let mut extra_root_certificates = Vec::new();
+    for f in &endpoint.ca_files {
+        extra_root_certificates.push(Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: std::fs::read(f)?,
+        });
+    }
+    // try_from, not new: new() falls back to a default client (no CAs) on a bad certificate.
+    Client::try_from(ClientConfig {
         protocol: if endpoint.plain_http {
             ClientProtocol::Http
         } else {
@@ -124,6 +162,7 @@ fn client_for(endpoint: &Endpoint) -> Client {
         connect_timeout: Some(Duration::from_secs(5)),
         read_timeout: Some(Duration::from_secs(60)),
         platform_resolver: None,
+        extra_root_certificates,
         ..Default::default()
     })
 }
@@ -133,7 +172,7 @@ async fn resolve_at(
     r: &Reference,
     auth: &[RegistryAuth],
 ) -> Result<Resolved, OciDistributionError> {
-    let client = client_for(endpoint);
+    let client = client_for(endpoint)?;
     let mut reference = r.clone();
     if endpoint.mirror {
         reference.set_mirror_registry(endpoint.host.clone());
@@ -315,6 +354,23 @@ mod tests {
         assert!(endpoints(&c, "registry.lan:5000")[0].plain_http);
         assert!(endpoints(&c, "localhost:5000")[0].plain_http);
         assert!(!endpoints(&c, "quay.io")[0].plain_http);
+    }
+
+    #[test]
+    fn a_certs_d_entry_makes_a_loopback_host_tls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = ImageStoreConfig {
+            root: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        assert!(endpoints(&c, "127.0.0.1:5443")[0].plain_http);
+        let certs = certs_dir(&c, "127.0.0.1:5443");
+        std::fs::create_dir_all(&certs).expect("mkdir");
+        std::fs::write(certs.join("ca.crt"), b"pem").expect("write");
+        std::fs::write(certs.join("README"), b"ignored").expect("write");
+        let ep = &endpoints(&c, "127.0.0.1:5443")[0];
+        assert!(!ep.plain_http);
+        assert_eq!(ep.ca_files, vec![certs.join("ca.crt")]);
     }
 
     #[test]

@@ -240,6 +240,22 @@ mod tests {
     }
 
     #[test]
+    fn zstd_layers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("layer");
+        fs::create_dir(&dest).expect("mkdir");
+        let tar = tar_of(&[("z/file", tar::EntryType::Regular, b"zstd", 0o644, 0)]);
+        let compressed = ruzstd::encoding::compress_to_vec(
+            &tar[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let blob = dir.path().join("blob");
+        fs::write(&blob, compressed).expect("write");
+        unpack_layer(&blob, &digest(&tar), &dest).expect("unpack");
+        assert_eq!(fs::read(dest.join("z/file")).expect("read"), b"zstd");
+    }
+
+    #[test]
     fn clean_paths() {
         assert_eq!(clean_path(Path::new("./a/b")), Some(PathBuf::from("a/b")));
         assert_eq!(clean_path(Path::new("/a")), Some(PathBuf::from("a")));
