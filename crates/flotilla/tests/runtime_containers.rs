@@ -607,7 +607,6 @@ async fn streaming_exec_with_tty_and_attach() {
             break;
         }
         assert!(Instant::now() < deadline, "terminal never resized: {out}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stdin.write_all(b"exit 4\n").await.unwrap();
     let code = tokio::time::timeout(Duration::from_secs(10), session.exit)
@@ -768,5 +767,56 @@ async fn container_outlives_a_killed_supervisor() {
     let s = node.containers.container_status(&id).await.unwrap();
     assert_eq!((s.state, s.exit_code), (ContainerState::Exited, Some(255)));
     assert!(s.message.unwrap().contains("supervisor"));
+    node.remove_all_and_check().await;
+}
+
+#[tokio::test]
+async fn attach_to_a_terminal_container() {
+    let node = Node::new(false);
+    let mut c = node.container("it", "sh");
+    c.args = vec!["sh".into()];
+    c.tty = true;
+    c.stdin = true;
+    let id = node.run(&c).await;
+    let mut session = node
+        .containers
+        .attach(
+            &id,
+            StreamOptions {
+                stdin: true,
+                stdout: true,
+                stderr: false,
+                tty: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(session.stderr.is_none());
+    let resize = session.resize.take().unwrap();
+    let mut stdin = session.stdin.take().unwrap();
+    let mut stdout = session.stdout.take().unwrap();
+    // The resize and the input are separate frames: ask until the new size shows.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let size = TerminalSize {
+            width: 99,
+            height: 33,
+        };
+        resize.send(size).await.unwrap();
+        stdin.write_all(b"stty size\n").await.unwrap();
+        let out = read_until(&mut stdout, "\n", Duration::from_secs(10)).await;
+        if out.contains("33 99") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "terminal never resized: {out}");
+    }
+    stdin.write_all(b"exit 6\n").await.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(10), session.exit)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 6);
+    let s = node.wait_exited(&id, Duration::from_secs(10)).await;
+    assert_eq!(s.exit_code, Some(6));
     node.remove_all_and_check().await;
 }
