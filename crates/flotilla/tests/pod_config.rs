@@ -250,3 +250,220 @@ fn config_and_secrets_reach_the_container_and_config_volumes_update_in_place() {
         Duration::from_secs(30),
     );
 }
+
+/// Events about `object` with `reason`, newest last.
+fn events(cluster: &Cluster, object: &str, reason: &str) -> Vec<String> {
+    let Ok(r) = cluster
+        .server
+        .admin_client()
+        .get("/api/v1/namespaces/default/events")
+    else {
+        return Vec::new();
+    };
+    r.json()["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["name"] == object && e["reason"] == reason)
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn wait_event(cluster: &Cluster, object: &str, reason: &str, needle: &str) {
+    testkit::wait_for(START_DEADLINE, || {
+        events(cluster, object, reason)
+            .iter()
+            .any(|m| m.contains(needle))
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no {reason} event for {object} containing {needle:?}: {:?}\n--- agent log ---\n{}",
+            events(cluster, object, reason),
+            cluster.agent_log()
+        )
+    });
+}
+
+fn apply_json(cluster: &Cluster, obj: &Value) {
+    apply(cluster, &obj.to_string());
+}
+
+#[test]
+fn secret_downward_projected_memory_host_path_and_claim_volumes() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let cluster = Cluster::start();
+    let image = cluster.image.clone();
+    apply(
+        &cluster,
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: vol-secret}
+stringData: {password: s3cret, unused: x}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: vol-ca}
+data: {ca.crt: PEMDATA}
+"#,
+    );
+    let script = [
+        "grep ' /mem ' /proc/mounts | cut -d' ' -f3 | sed 's/^/memfs=/'",
+        "echo pw=`cat /secret/pw` mode=`stat -L -c %a /secret/pw` files=`ls /secret | tr '\\n' ,`",
+        "echo ns=`cat /proj/namespace` ca=`cat /proj/ca.crt` proj=`ls /proj | tr '\\n' ,`",
+        "while true; do echo labels=`cat /info/labels | tr '\\n' ,`; sleep 1; done",
+    ]
+    .join("; ");
+    apply_json(
+        &cluster,
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "vols", "labels": {"tier": "one"}},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "app", "image": image, "command": ["sh", "-c", script],
+                    "volumeMounts": [
+                        {"name": "secret", "mountPath": "/secret"},
+                        {"name": "info", "mountPath": "/info"},
+                        {"name": "proj", "mountPath": "/proj"},
+                        {"name": "mem", "mountPath": "/mem"}
+                    ]
+                }],
+                "volumes": [
+                    {"name": "secret", "secret": {"secretName": "vol-secret",
+                        "items": [{"key": "password", "path": "pw", "mode": 0o400}]}},
+                    {"name": "info", "downwardAPI": {"items": [
+                        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                    {"name": "proj", "projected": {"sources": [
+                        {"configMap": {"name": "vol-ca"}},
+                        {"downwardAPI": {"items": [
+                            {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+                        {"serviceAccountToken": {"path": "token"}}
+                    ]}},
+                    {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}
+                ]
+            }
+        }),
+    );
+
+    // hostPath with a type that does not match: FailedMount with Kubernetes' message.
+    let missing = cluster.scratch_dir().join("not-there");
+    apply_json(
+        &cluster,
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad-host"},
+            "spec": {"containers": [{"name": "app", "image": image, "command": ["true"],
+                                     "volumeMounts": [{"name": "h", "mountPath": "/h"}]}],
+                     "volumes": [{"name": "h", "hostPath": {"path": missing, "type": "Directory"}}]}
+        }),
+    );
+
+    // A claim that is not bound yet holds its pod back.
+    let pv_dir = cluster.scratch_dir().join("pv-data");
+    std::fs::create_dir_all(&pv_dir).unwrap();
+    apply_json(
+        &cluster,
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}
+        }),
+    );
+    apply_json(
+        &cluster,
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "claimant"},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "app", "image": image,
+                                     "command": ["sh", "-c", "echo from-pod > /data/written; sleep 3600"],
+                                     "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}
+        }),
+    );
+
+    wait_running(&cluster, "vols");
+    wait_logs_contain(
+        &cluster,
+        "vols",
+        &[
+            "memfs=tmpfs",
+            "pw=s3cret mode=400 files=pw,",
+            "ns=default ca=PEMDATA proj=ca.crt,namespace,",
+            "labels=tier=\"one\"",
+        ],
+        Duration::from_secs(30),
+    );
+    // Labels change: the downwardAPI file follows in the running container.
+    cluster
+        .kubectl_run(
+            KUBECTL,
+            &["label", "pod", "vols", "tier=two", "--overwrite"],
+        )
+        .expect_success("relabel the pod");
+    wait_logs_contain(&cluster, "vols", &["labels=tier=\"two\""], UPDATE_DEADLINE);
+
+    wait_event(
+        &cluster,
+        "bad-host",
+        "FailedMount",
+        &format!(
+            "hostPath type check failed: {} is not a directory",
+            missing.display()
+        ),
+    );
+    let bad = pod(&cluster, "bad-host").unwrap();
+    assert_ne!(bad["status"]["phase"], "Running", "{bad}");
+
+    wait_event(&cluster, "claimant", "FailedMount", "is not bound");
+    assert_eq!(
+        pod(&cluster, "claimant").unwrap()["status"]["phase"],
+        "Pending"
+    );
+    // Bind it by hand (the binder is the control plane's): a local PV, the claim's
+    // volumeName and its Bound phase.
+    apply_json(
+        &cluster,
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-data"},
+            "spec": {"capacity": {"storage": "1Mi"}, "accessModes": ["ReadWriteOnce"],
+                     "hostPath": {"path": pv_dir},
+                     "claimRef": {"namespace": "default", "name": "data"}}
+        }),
+    );
+    cluster
+        .kubectl_run(
+            KUBECTL,
+            &[
+                "patch",
+                "pvc",
+                "data",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"volumeName":"pv-data"}}"#,
+            ],
+        )
+        .expect_success("set the claim's volume");
+    cluster
+        .kubectl_run(
+            KUBECTL,
+            &[
+                "patch",
+                "pvc",
+                "data",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"phase":"Bound"}}"#,
+            ],
+        )
+        .expect_success("mark the claim Bound");
+    wait_running(&cluster, "claimant");
+    let written = testkit::wait_for(Duration::from_secs(30), || {
+        std::fs::read_to_string(pv_dir.join("written")).ok()
+    });
+    assert_eq!(written.as_deref(), Some("from-pod\n"));
+}
