@@ -41,12 +41,19 @@ impl ImageGc {
         }
     }
 
-    /// Collects if the disk is over the high threshold; returns the bytes freed.
+    /// Collects if the data dir's disk is over the high threshold; returns the bytes freed.
     pub async fn maybe_collect(&self) -> Result<u64, NodeError> {
+        if self.images.is_none() {
+            return Ok(0);
+        }
+        self.collect_for(machine::fs_usage(&self.data_dir)?).await
+    }
+
+    /// Collects as [`Self::maybe_collect`] would at disk usage `usage`.
+    pub async fn collect_for(&self, usage: FsUsage) -> Result<u64, NodeError> {
         let Some(images) = &self.images else {
             return Ok(0);
         };
-        let usage = machine::fs_usage(&self.data_dir)?;
         let Some(want) = bytes_to_free(usage) else {
             return Ok(0);
         };
@@ -82,6 +89,56 @@ impl ImageGc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runtime::cri::{Image, PullPolicy, RegistryAuth, Result as CriResult, RuntimeError};
+    use std::sync::Mutex;
+
+    /// Records garbage_collect calls; nothing else is used by the GC.
+    #[derive(Default)]
+    struct FakeImages {
+        calls: Mutex<Vec<(Vec<String>, u64)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl runtime::ImageService for FakeImages {
+        async fn ensure_image(
+            &self,
+            r: &str,
+            _: PullPolicy,
+            _: &[RegistryAuth],
+        ) -> CriResult<Image> {
+            Err(RuntimeError::NotFound(r.into()))
+        }
+        async fn image_status(&self, _: &str) -> CriResult<Option<Image>> {
+            Ok(None)
+        }
+        async fn list_images(&self) -> CriResult<Vec<Image>> {
+            Ok(Vec::new())
+        }
+        async fn remove_image(&self, _: &str) -> CriResult<()> {
+            Ok(())
+        }
+        async fn garbage_collect(&self, in_use: &[String], bytes: u64) -> CriResult<u64> {
+            self.calls.lock().unwrap().push((in_use.to_vec(), bytes));
+            Ok(bytes / 2)
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_disk_over_the_threshold_asks_the_image_store() {
+        let fake = Arc::new(FakeImages::default());
+        let gc = ImageGc::new(PathBuf::from("/"), Some(fake.clone()), None);
+        let u = |cap, avail| FsUsage {
+            capacity_bytes: cap,
+            available_bytes: avail,
+        };
+        assert_eq!(gc.collect_for(u(1000, 500)).await.unwrap(), 0);
+        assert!(fake.calls.lock().unwrap().is_empty());
+        assert_eq!(gc.collect_for(u(1000, 50)).await.unwrap(), 75);
+        assert_eq!(fake.calls.lock().unwrap().as_slice(), [(Vec::new(), 150)]);
+        // Without an image store there is nothing to do.
+        let none = ImageGc::new(PathBuf::from("/"), None, None);
+        assert_eq!(none.collect_for(u(1000, 50)).await.unwrap(), 0);
+    }
 
     #[test]
     fn collects_only_above_the_high_threshold_down_to_the_low_one() {
