@@ -451,3 +451,36 @@ async fn remove_and_garbage_collect_keep_shared_layers() {
     );
     assert_eq!(s.garbage_collect(&[], 1).await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_collection_sweeps_what_failed_pulls_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let a = dir.path().join("a.tar");
+    images::write_oci_archive(&a, "example.test/kept:1", &Default::default());
+    let kept = s.import(&a).await.unwrap().remove(0);
+    // A layer unpacked and a blob downloaded by a pull whose record was never written.
+    let orphan_layer = dir.path().join(format!("images/layers/{}", "1".repeat(64)));
+    std::fs::create_dir_all(orphan_layer.join("usr")).unwrap();
+    std::fs::write(orphan_layer.join("usr/data"), vec![0u8; 1000]).unwrap();
+    let orphan_blob = dir
+        .path()
+        .join(format!("images/blobs/sha256/{}", "2".repeat(64)));
+    std::fs::write(&orphan_blob, b"partial pull").unwrap();
+
+    let freed = s
+        .garbage_collect(&["example.test/kept:1".to_string()], 0)
+        .await
+        .unwrap();
+    assert_eq!(freed, 1000);
+    assert!(!orphan_layer.exists() && !orphan_blob.exists());
+    assert!(kept.layers[0].join("bin/busybox").exists());
+    assert_eq!(
+        s.image_status("example.test/kept:1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        kept.id
+    );
+}

@@ -390,6 +390,48 @@ impl ImageStore {
     }
 }
 
+impl ImageStore {
+    /// Removes layers and blobs no record mentions: what a pull that failed half-way (or a
+    /// crash before its record was written) left behind. Returns the layer bytes freed.
+    /// Caller holds the removal lock exclusively, so no pull is between unpack and record.
+    async fn sweep_orphans(&self) -> Result<u64, RuntimeError> {
+        let content = &self.inner.content;
+        let (layers, blobs): (BTreeSet<String>, BTreeSet<String>) = {
+            let records = lock(&self.inner.records);
+            (
+                records.values().flat_map(|r| r.diff_ids.clone()).collect(),
+                records.values().flat_map(|r| r.blobs.clone()).collect(),
+            )
+        };
+        let hexes = |dir: PathBuf| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut freed = 0;
+        for hex in hexes(content.root().join("layers")) {
+            let diff_id = format!("sha256:{hex}");
+            if layers.contains(&diff_id) || content::digest_hex(&diff_id).is_err() {
+                continue;
+            }
+            freed += dir_size(content.layer_path(&diff_id)?).await?;
+            content.remove_layer(&diff_id)?;
+            tracing::info!(layer = %diff_id, "removed unreferenced layer");
+        }
+        for hex in hexes(content.root().join("blobs/sha256")) {
+            let digest = format!("sha256:{hex}");
+            if !blobs.contains(&digest) && content::digest_hex(&digest).is_ok() {
+                content.remove_blob(&digest)?;
+            }
+        }
+        Ok(freed)
+    }
+}
+
 fn parse_config(image: &str, bytes: &[u8]) -> Result<ImageConfiguration, RuntimeError> {
     ImageConfiguration::from_reader(bytes).map_err(|e| RuntimeError::Invalid {
         what: format!("image config of {image}"),
@@ -505,7 +547,7 @@ impl ImageService for ImageStore {
             .cloned()
             .collect();
         candidates.sort_by_key(|r| r.last_used);
-        let mut freed = 0;
+        let mut freed = self.sweep_orphans().await?;
         for rec in candidates {
             if freed >= bytes_to_free {
                 break;
