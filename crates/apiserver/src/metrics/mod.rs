@@ -29,6 +29,9 @@ use crate::state::ApiState;
 use crate::status::ApiError;
 use scrape::{Rates, Summary, Usage};
 
+/// How long one node's Summary may take (its own first scrape waits a sampling window).
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Clone)]
 struct Shared {
     state: Arc<ApiState>,
@@ -125,7 +128,12 @@ impl Shared {
     }
 
     async fn fetch(&self, node: &str) -> Result<Summary, ApiError> {
-        let body = self.client()?.get(node, "/stats/summary").await?;
+        // A hung agent must not hold up everyone's `kubectl top`.
+        let body = tokio::time::timeout(SCRAPE_TIMEOUT, self.client()?.get(node, "/stats/summary"))
+            .await
+            .map_err(|_| {
+                ApiError::new(504, "Timeout", format!("node {node:?} did not answer"))
+            })??;
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::internal(format!("node {node:?} sent a bad summary: {e}")))
     }
@@ -134,6 +142,7 @@ impl Shared {
     /// out (its metrics are simply missing, as with metrics-server). Any cgroup seen for
     /// the first time is measured over one more window.
     async fn summaries(&self, nodes: &[String]) -> HashMap<String, Summary> {
+        self.rates.forget_stale();
         let first = self.scrape_all(nodes).await;
         let fresh = first.iter().any(|(node, s)| self.has_unmeasured(node, s));
         if !fresh {

@@ -126,6 +126,24 @@ impl Rates {
     }
 }
 
+impl Rates {
+    /// Forgets cgroups not scraped for [`MAX_AGE`] (deleted pods, gone nodes).
+    pub fn forget_stale(&self) {
+        let now = jiff::Timestamp::now();
+        let mut all = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, h| {
+            h.back().is_some_and(|(t, _)| {
+                Duration::try_from(now.duration_since(*t)).map_or(true, |d| d < MAX_AGE)
+            })
+        });
+    }
+
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.history.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +168,8 @@ mod tests {
         assert_eq!(u.memory_bytes, 4096);
         // A restarted container's counter starts over.
         assert_eq!(r.usage("p/c", &cpu(5, 10), None), None);
+        r.forget_stale();
+        assert_eq!(r.keys(), 0, "samples from 2023 are stale");
         // Without a cumulative counter there is nothing to measure.
         let none = CpuStats {
             usage_core_nano_seconds: None,
