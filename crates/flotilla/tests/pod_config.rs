@@ -2,7 +2,8 @@
 //! ConfigMap and a Secret (envFrom, secretKeyRef, fieldRef, $(VAR) expansion), a configMap
 //! volume updated in place in the running container (while a subPath mount of it keeps the
 //! old content, as in Kubernetes), and a missing ConfigMap reported as
-//! CreateContainerConfigError until it appears.
+//! CreateContainerConfigError until it appears; secret, downwardAPI, projected, memory and
+//! size-limited emptyDir, hostPath and persistentVolumeClaim volumes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -385,6 +386,19 @@ data: {ca.crt: PEMDATA}
         }),
     );
 
+    // An emptyDir on disk outgrowing its sizeLimit gets its pod evicted.
+    apply_json(
+        &cluster,
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hog"},
+            "spec": {"terminationGracePeriodSeconds": 1, "restartPolicy": "Never",
+                     "containers": [{"name": "app", "image": image,
+                                     "command": ["sh", "-c", "dd if=/dev/zero of=/scratch/big bs=1024 count=4096; sleep 3600"],
+                                     "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+                     "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}]}
+        }),
+    );
+
     wait_running(&cluster, "vols");
     wait_logs_contain(
         &cluster,
@@ -466,4 +480,26 @@ data: {ca.crt: PEMDATA}
         std::fs::read_to_string(pv_dir.join("written")).ok()
     });
     assert_eq!(written.as_deref(), Some("from-pod\n"));
+
+    let evicted = testkit::wait_for(UPDATE_DEADLINE, || {
+        let p = pod(&cluster, "hog")?;
+        (p["status"]["reason"] == "Evicted").then_some(p)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "hog was not evicted: {}\n--- agent log ---\n{}",
+            pod(&cluster, "hog")
+                .map(|p| p["status"].to_string())
+                .unwrap_or_default(),
+            cluster.agent_log()
+        )
+    });
+    assert_eq!(evicted["status"]["phase"], "Failed", "{evicted}");
+    assert!(
+        evicted["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(r#"Usage of EmptyDir volume "scratch" exceeds the limit "1Mi""#),
+        "{evicted}"
+    );
 }
