@@ -155,6 +155,28 @@ fn a_joined_node_registers_ready_renews_its_lease_and_survives_an_agent_kill() {
     let first = l["spec"]["renewTime"].as_str().unwrap().to_string();
     let renewed = wait_lease_renewed(&cluster, &first);
 
+    // The agent says it started, on the Node's events.
+    let events = testkit::wait_for(Duration::from_secs(15), || {
+        let out = cluster.kubectl_run(
+            "1.33",
+            &[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                &format!(
+                    "involvedObject.kind=Node,involvedObject.name={}",
+                    cluster.node_name
+                ),
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ],
+        );
+        let reasons = out.expect_success("get events").to_string();
+        reasons.contains("Starting").then_some(reasons)
+    });
+    assert!(events.is_some(), "no Starting event for the node");
+
     // kubectl at both ends of the supported range shows it Ready.
     for v in ["1.29", "1.33"] {
         let row = get_nodes_row(&cluster, v);

@@ -68,6 +68,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let node = registration::register_with_retry(&client, &facts).await?;
+    recorder.node_event(
+        &facts.name,
+        crate::events::EventType::Normal,
+        "Starting",
+        "Starting kubelet.".to_string(),
+    );
     let uid = node.metadata.uid.clone().unwrap_or_default();
     let mut reporter = status::StatusReporter::new(client.clone(), facts.clone(), recorder);
     let mut lease = lease::LeaseRenewer::new(client.clone(), &facts.name, &uid);
