@@ -212,3 +212,57 @@ fn a_readiness_probe_flips_ready_both_ways() {
         "{ev:?}"
     );
 }
+
+#[test]
+fn a_startup_probe_holds_back_liveness_and_readiness_until_it_passes() {
+    let c = Cluster::start();
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "slow-start", "namespace": "default"},
+        "spec": {"containers": [{
+            "name": "app", "image": c.image,
+            // Listens only after a slow start; liveness over TCP would fail until then.
+            "command": ["sh", "-c", "sleep 6; touch /tmp/started; exec httpd -f -p 8080 -h /tmp"],
+            "startupProbe": {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1, "failureThreshold": 30},
+            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1},
+            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+        }]}
+    });
+    apply(&c, &pod);
+    let p = wait_pod(
+        &c,
+        "slow-start",
+        "running, not yet started",
+        Duration::from_secs(90),
+        |p| container(p, "app").is_some_and(|s| s["state"]["running"].is_object()),
+    );
+    let s = container(&p, "app").unwrap();
+    if s["started"] == false {
+        assert_eq!(s["ready"], false, "ready before started: {s}");
+    }
+    let p = wait_pod(
+        &c,
+        "slow-start",
+        "started and ready",
+        Duration::from_secs(60),
+        |p| container(p, "app").is_some_and(|s| s["started"] == true && s["ready"] == true),
+    );
+    // Liveness never ran during the slow start, so nothing was restarted.
+    assert_eq!(
+        container(&p, "app").unwrap()["restartCount"],
+        0,
+        "{}",
+        p["status"]
+    );
+    let ev = events(&c, "slow-start");
+    assert!(
+        ev.iter()
+            .any(|(r, m)| r == "Unhealthy" && m.starts_with("Startup probe failed")),
+        "no failed startup probe during the slow start: {ev:?}"
+    );
+    assert!(
+        !ev.iter()
+            .any(|(_, m)| m.starts_with("Liveness probe failed")),
+        "{ev:?}"
+    );
+}
