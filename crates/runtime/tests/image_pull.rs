@@ -484,3 +484,36 @@ async fn garbage_collection_sweeps_what_failed_pulls_left() {
         kept.id
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_process_imports_and_removes_under_a_running_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = store(dir.path());
+    assert!(agent.list_images().await.unwrap().is_empty());
+    // `flotilla image import` opens its own store on the same root.
+    let cli = store(dir.path());
+    let a = dir.path().join("a.tar");
+    images::write_oci_archive(&a, "example.test/side:1", &Default::default());
+    let imported = cli.import(&a).await.unwrap().remove(0);
+
+    let seen = agent
+        .ensure_image("example.test/side:1", PullPolicy::Never, &[])
+        .await
+        .unwrap();
+    assert_eq!(seen.id, imported.id);
+    assert_eq!(agent.list_images().await.unwrap().len(), 1);
+    // The agent's garbage collection must not sweep the other process's layers.
+    agent
+        .garbage_collect(&["example.test/side:1".to_string()], u64::MAX)
+        .await
+        .unwrap();
+    assert!(imported.layers[0].join("bin/busybox").exists());
+
+    cli.remove_image("example.test/side:1").await.unwrap();
+    let err = agent
+        .ensure_image("example.test/side:1", PullPolicy::Never, &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::ImageNeverPull(_)), "{err}");
+    assert!(agent.list_images().await.unwrap().is_empty());
+}

@@ -43,6 +43,7 @@ fn invalid(message: impl Into<String>) -> RuntimeError {
 
 pub(super) async fn import(store: &ImageStore, archive: &Path) -> Result<Vec<Image>, RuntimeError> {
     let _shared = store.inner.removal.read().await;
+    let _flock = store.store_lock(false).await?;
     let dir = TempDir(store.inner.content.temp_path("import"));
     let (src, dst) = (archive.to_path_buf(), dir.0.clone());
     tokio::task::spawn_blocking(move || extract(&src, &dst))

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use nix::fcntl::{Flock, FlockArg};
 use oci_client::manifest::OciDescriptor;
 use oci_spec::image::ImageConfiguration;
 
@@ -135,8 +136,68 @@ impl ImageStore {
         }
     }
 
-    /// The record `key` names (reference, ID, ID prefix or repo digest).
+    /// Takes the store-wide lock shared by other processes too (`flotilla image` next to a
+    /// running agent): shared for pulls and imports, exclusive for removals, so one process
+    /// never sweeps a layer another has unpacked but not yet recorded. Taken after the
+    /// in-process `removal` lock, so in-process waiters queue there, not on the flock.
+    async fn store_lock(&self, exclusive: bool) -> Result<Flock<std::fs::File>, RuntimeError> {
+        let path = self.inner.content.root().join("lock");
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| RuntimeError::io(format!("open {}", path.display()), e))?;
+            let arg = if exclusive {
+                FlockArg::LockExclusive
+            } else {
+                FlockArg::LockShared
+            };
+            Flock::lock(file, arg)
+                .map_err(|(_, e)| RuntimeError::io(format!("lock {}", path.display()), e.into()))
+        })
+        .await
+        .map_err(|e| RuntimeError::Other(format!("lock task: {e}")))?
+    }
+
+    /// Re-reads the records from disk, where another process (`flotilla image import`,
+    /// `rm`) may have changed them. Keeps the newer of the two last-used times: this process
+    /// persists them lazily.
+    fn refresh(&self) -> Result<(), RuntimeError> {
+        let mut on_disk = records::load_all(&self.inner.content.images_dir())?;
+        let mut records = lock(&self.inner.records);
+        for (id, rec) in on_disk.iter_mut() {
+            if let Some(mem) = records.get(id) {
+                rec.last_used = rec.last_used.max(mem.last_used);
+            }
+        }
+        *records = on_disk;
+        Ok(())
+    }
+
+    /// [`Self::find_cached`], re-reading the records once if the image is not known: it may
+    /// have been imported by another process.
+    /// A cached record whose layers are gone was removed by another process: re-read too.
     fn find(&self, key: &str) -> Option<ImageRecord> {
+        if let Some(r) = self.find_cached(key) {
+            let content = &self.inner.content;
+            let intact = r
+                .diff_ids
+                .iter()
+                .all(|d| content.layer_path(d).is_ok_and(|p| p.is_dir()));
+            if intact {
+                return Some(r);
+            }
+        }
+        if let Err(e) = self.refresh() {
+            tracing::warn!(error = %e, "could not re-read image records");
+        }
+        self.find_cached(key)
+    }
+
+    /// The record `key` names (reference, ID, ID prefix or repo digest).
+    fn find_cached(&self, key: &str) -> Option<ImageRecord> {
         let parsed = reference::parse(key).ok();
         let normalized = parsed.as_ref().map(|r| r.whole());
         // `repo:tag@digest` is found by its `repo@digest`.
@@ -179,6 +240,7 @@ impl ImageStore {
     ) -> Result<Image, RuntimeError> {
         let name = r.whole();
         let _shared = self.inner.removal.read().await;
+        let _flock = self.store_lock(false).await?;
         let resolved = pull::resolve(&self.inner.config, r, auth).await?;
         tracing::debug!(image = %name, endpoint = %resolved.endpoint.host, digest = %resolved.manifest_digest, "resolved");
         let config_desc = resolved.manifest.config.clone();
@@ -517,6 +579,7 @@ impl ImageService for ImageStore {
     }
 
     async fn list_images(&self) -> Result<Vec<Image>, RuntimeError> {
+        self.refresh()?;
         Ok(lock(&self.inner.records)
             .values()
             .map(|r| r.to_image(&self.inner.content, None))
@@ -525,7 +588,9 @@ impl ImageService for ImageStore {
 
     async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
         let _exclusive = self.inner.removal.write().await;
-        if let Some(rec) = self.find(reference) {
+        let _flock = self.store_lock(true).await?;
+        self.refresh()?;
+        if let Some(rec) = self.find_cached(reference) {
             self.delete_record(&rec.id).await?;
         }
         Ok(())
@@ -537,9 +602,11 @@ impl ImageService for ImageStore {
         bytes_to_free: u64,
     ) -> Result<u64, RuntimeError> {
         let _exclusive = self.inner.removal.write().await;
+        let _flock = self.store_lock(true).await?;
+        self.refresh()?;
         let keep: BTreeSet<String> = in_use
             .iter()
-            .filter_map(|k| self.find(k).map(|r| r.id))
+            .filter_map(|k| self.find_cached(k).map(|r| r.id))
             .collect();
         let mut candidates: Vec<ImageRecord> = lock(&self.inner.records)
             .values()
