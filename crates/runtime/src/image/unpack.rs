@@ -64,7 +64,11 @@ pub fn unpack_stream(reader: impl Read, diff_id: &str, dest: &Path) -> Result<u6
         let mut entry = entry.map_err(bad)?;
         let path = entry.path().map_err(bad)?.into_owned();
         let Some(rel) = clean_path(&path) else {
-            tracing::warn!(path = %path.display(), "skipping layer entry outside the root");
+            // `./` (the layer root itself, common in `tar -C dir .` layers) is the dir we
+            // unpack into; anything climbing out of it is refused.
+            if path.components().any(|c| c == Component::ParentDir) {
+                tracing::warn!(path = %path.display(), "skipping layer entry outside the root");
+            }
             continue;
         };
         let name = rel
