@@ -249,6 +249,23 @@ fn the_servers_own_agent_registers_a_control_plane_node() {
         assert_eq!(row[1], "Ready", "kubectl {v}: {row:?}");
         assert_eq!(row[2], "control-plane", "kubectl {v}: {row:?}");
     }
+    // A Node deleted under its agent is registered again, as the kubelet does.
+    let uid = node["metadata"]["uid"].clone();
+    cluster
+        .kubectl_run("1.33", &["delete", "node", &cluster.node_name])
+        .expect_success("delete node");
+    let back = testkit::wait_for(Duration::from_secs(30), || {
+        cluster.node().filter(|n| n["metadata"]["uid"] != uid)
+    });
+    let back = back.expect("the node was not registered again");
+    cluster.wait_node_ready(Duration::from_secs(30));
+    // Its Lease follows the new Node as owner.
+    let owned = testkit::wait_for(Duration::from_secs(30), || {
+        let l = lease(&cluster)?;
+        (l["metadata"]["ownerReferences"][0]["uid"] == back["metadata"]["uid"]).then_some(())
+    });
+    assert!(owned.is_some(), "the lease still names the deleted Node");
+
     // SIGTERM stops the server and its agent cleanly.
     let status = cluster.server.terminate(Duration::from_secs(30));
     assert!(

@@ -12,6 +12,7 @@ pub struct LeaseRenewer {
     api: Api<Lease>,
     node_name: String,
     node_uid: String,
+    owner_changed: bool,
 }
 
 impl LeaseRenewer {
@@ -20,6 +21,7 @@ impl LeaseRenewer {
             api: Api::namespaced(client, LEASE_NAMESPACE),
             node_name: node_name.to_string(),
             node_uid: node_uid.to_string(),
+            owner_changed: false,
         }
     }
 
@@ -50,23 +52,48 @@ impl LeaseRenewer {
         }
     }
 
+    /// Points the Lease's owner at a re-registered Node (a new uid); the next renewal
+    /// writes it.
+    pub fn set_node_uid(&mut self, uid: &str) {
+        if uid != self.node_uid {
+            self.node_uid = uid.to_string();
+            self.owner_changed = true;
+        }
+    }
+
     /// Moves `renewTime` to now, creating the Lease when it does not exist (first start,
     /// or someone deleted it).
     pub async fn renew(&mut self) -> Result<Lease, NodeError> {
         let desired = self.desired(jiff::Timestamp::now());
-        let patch = serde_json::json!({ "spec": desired.spec });
+        let mut patch = serde_json::json!({ "spec": desired.spec });
+        if self.owner_changed {
+            patch["metadata"] =
+                serde_json::json!({ "ownerReferences": desired.metadata.owner_references });
+        }
+        let renewed = self.renew_with(&desired, &patch).await;
+        if renewed.is_ok() {
+            self.owner_changed = false;
+        }
+        renewed
+    }
+
+    async fn renew_with(
+        &self,
+        desired: &Lease,
+        patch: &serde_json::Value,
+    ) -> Result<Lease, NodeError> {
         match self
             .api
             .patch(
                 &self.node_name,
                 &PatchParams::default(),
-                &Patch::Merge(&patch),
+                &Patch::Merge(patch),
             )
             .await
         {
             Ok(lease) => Ok(lease),
             Err(kube::Error::Api(s)) if s.code == 404 => {
-                match self.api.create(&PostParams::default(), &desired).await {
+                match self.api.create(&PostParams::default(), desired).await {
                     Ok(lease) => Ok(lease),
                     // Created meanwhile by our previous incarnation's last request.
                     Err(kube::Error::Api(s)) if s.code == 409 => Ok(self
@@ -74,7 +101,7 @@ impl LeaseRenewer {
                         .patch(
                             &self.node_name,
                             &PatchParams::default(),
-                            &Patch::Merge(&patch),
+                            &Patch::Merge(patch),
                         )
                         .await?),
                     Err(e) => Err(e.into()),

@@ -91,6 +91,9 @@ pub async fn run(
                 if let Err(e) = reporter.report().await {
                     tracing::warn!(error = %e, "reporting the node status failed");
                 }
+                if let Some(uid) = reporter.node_uid() {
+                    lease.set_node_uid(uid);
+                }
                 if let Err(e) = gc.maybe_collect().await {
                     tracing::warn!(error = %e, "image garbage collection failed");
                 }

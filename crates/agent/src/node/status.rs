@@ -192,6 +192,8 @@ pub struct StatusReporter {
     facts: NodeFacts,
     recorder: EventRecorder,
     last: Vec<NodeCondition>,
+    /// The Node's uid as last seen: it changes when the Node is deleted and registered again.
+    uid: Option<String>,
 }
 
 impl StatusReporter {
@@ -201,6 +203,7 @@ impl StatusReporter {
             facts,
             recorder,
             last: Vec::new(),
+            uid: None,
         }
     }
 
@@ -212,10 +215,12 @@ impl StatusReporter {
             // First report of this incarnation: continue from what the API has.
             match api.get_opt(&self.facts.name).await? {
                 Some(node) => {
+                    self.uid = node.metadata.uid.clone();
                     self.last = node.status.and_then(|s| s.conditions).unwrap_or_default();
                 }
                 None => {
-                    registration::register(&self.client, &self.facts).await?;
+                    let node = registration::register(&self.client, &self.facts).await?;
+                    self.uid = node.metadata.uid;
                 }
             }
         }
@@ -245,16 +250,22 @@ impl StatusReporter {
             )
             .await;
         match result {
-            Ok(_) => {}
+            Ok(node) => self.uid = node.metadata.uid,
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 tracing::warn!(node = %self.facts.name, "the Node was deleted; registering it again");
-                registration::register(&self.client, &self.facts).await?;
+                let node = registration::register(&self.client, &self.facts).await?;
+                self.uid = node.metadata.uid;
             }
             Err(e) => return Err(e.into()),
         }
         self.record_transitions(&conds);
         self.last = conds;
         Ok(())
+    }
+
+    /// The Node's uid as of the last report.
+    pub fn node_uid(&self) -> Option<&str> {
+        self.uid.as_deref()
     }
 
     fn record_transitions(&self, now: &[NodeCondition]) {
