@@ -1,9 +1,10 @@
 //! What a container sees of its pod, end to end (root, real runc/CNI/registry): env from a
 //! ConfigMap and a Secret (envFrom, secretKeyRef, fieldRef, $(VAR) expansion), a configMap
 //! volume updated in place in the running container (while a subPath mount of it keeps the
-//! old content, as in Kubernetes), and a missing ConfigMap reported as
-//! CreateContainerConfigError until it appears; secret, downwardAPI, projected, memory and
-//! size-limited emptyDir, hostPath and persistentVolumeClaim volumes.
+//! old content, as in Kubernetes), a missing ConfigMap reported as
+//! CreateContainerConfigError until it appears, the termination message file; secret,
+//! downwardAPI, projected, memory and size-limited emptyDir, hostPath and
+//! persistentVolumeClaim volumes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -169,6 +170,15 @@ fn config_and_secrets_reach_the_container_and_config_volumes_update_in_place() {
     apply(&cluster, CONFIG);
     apply(&cluster, &config_pod(&cluster.image));
     apply(&cluster, &late_pod(&cluster.image));
+    apply_json(
+        &cluster,
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "says-bye"},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "app", "image": cluster.image,
+                                     "command": ["sh", "-c", "echo goodbye > /dev/termination-log; exit 3"]}]}
+        }),
+    );
 
     // Env: envFrom, secretKeyRef, fieldRef and $(VAR) expansion; the volume and its subPath.
     let running = wait_running(&cluster, "cfg-pod");
@@ -250,6 +260,24 @@ fn config_and_secrets_reach_the_container_and_config_volumes_update_in_place() {
         &["late=arrived"],
         Duration::from_secs(30),
     );
+
+    // The termination message file is the container's to write, and reaches its status.
+    let terminated = testkit::wait_for(START_DEADLINE, || {
+        let p = pod(&cluster, "says-bye")?;
+        let t = container_status(&p)?["state"]["terminated"].clone();
+        t.is_object().then_some(t)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "says-bye never terminated: {}\n--- agent log ---\n{}",
+            pod(&cluster, "says-bye")
+                .map(|p| p["status"].to_string())
+                .unwrap_or_default(),
+            cluster.agent_log()
+        )
+    });
+    assert_eq!(terminated["exitCode"], 3, "{terminated}");
+    assert_eq!(terminated["message"], "goodbye\n", "{terminated}");
 }
 
 /// Events about `object` with `reason`, newest last.
