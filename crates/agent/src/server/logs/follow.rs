@@ -53,6 +53,17 @@ fn complete(pending: &mut Vec<u8>) -> Vec<u8> {
     }
 }
 
+/// Prints the complete records at the front of `pending`, leaving a torn tail.
+fn print_complete(pending: &mut Vec<u8>, printer: &mut Printer) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in complete(pending).split(|b| *b == b'\n') {
+        if !line.is_empty() && !printer.exhausted() {
+            printer.line(line, &mut out);
+        }
+    }
+    out
+}
+
 pub async fn stream(
     path: &Path,
     opts: &LogOptions,
@@ -106,13 +117,7 @@ pub async fn stream(
         };
         if n > 0 {
             pending.extend_from_slice(&buf[..n]);
-            let mut out = Vec::new();
-            for line in complete(&mut pending).split(|b| *b == b'\n') {
-                if !line.is_empty() && !printer.exhausted() {
-                    printer.line(line, &mut out);
-                }
-            }
-            if !send(&tx, out).await {
+            if !send(&tx, print_complete(&mut pending, &mut printer)).await {
                 return Ok(());
             }
             continue;
@@ -125,6 +130,16 @@ pub async fn stream(
             None => None,
         };
         if current_ino.is_some() && current_ino != held_ino {
+            // Records may have reached the old file after our last read and before the
+            // rename; once renamed it no longer grows, so drain it, then move over.
+            if let Some(f) = file.as_mut() {
+                let mut rest = Vec::new();
+                f.read_to_end(&mut rest).await?;
+                pending.extend_from_slice(&rest);
+                if !send(&tx, print_complete(&mut pending, &mut printer)).await {
+                    return Ok(());
+                }
+            }
             file = open(path).await?;
             continue;
         }
