@@ -139,6 +139,18 @@ async fn multi_arch_index_resolves_to_the_host_platform() {
         std::fs::read_to_string(top.join("etc/arch")).unwrap(),
         host_arch
     );
+    // The record keeps the platform manifest; the repo digest is the index's.
+    let rec = s.records().into_iter().find(|r| r.id == img.id).unwrap();
+    let index_digest = img
+        .repo_digest
+        .as_deref()
+        .unwrap()
+        .split('@')
+        .nth(1)
+        .unwrap();
+    let manifest_digest = rec.manifest_digest.clone().unwrap();
+    assert_ne!(manifest_digest, index_digest);
+    assert!(rec.blobs.contains(&manifest_digest) && rec.blobs.iter().any(|b| b == index_digest));
     // The repo digest is the index's: the tag resolves to it.
     let by_digest = img.repo_digest.clone().unwrap();
     let again = s

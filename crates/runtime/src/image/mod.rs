@@ -292,6 +292,7 @@ impl ImageStore {
                 reference::repository_name(r),
                 resolved.top_digest
             )],
+            manifest_digest: Some(resolved.manifest_digest.clone()),
             blobs,
             diff_ids,
             config: record_config(&config),

@@ -47,6 +47,10 @@ pub struct ImageRecord {
     /// `repo@sha256:…` of the manifests it was pulled by.
     #[serde(default)]
     pub repo_digests: Vec<String>,
+    /// The platform image manifest (inside the index, for multi-arch images); None for a
+    /// `docker save` import, which has none.
+    #[serde(default)]
+    pub manifest_digest: Option<String>,
     /// Blobs this image holds in the store: manifest(s), config, layer blobs.
     #[serde(default)]
     pub blobs: Vec<String>,
@@ -153,6 +157,7 @@ mod tests {
                 "docker.io/library/busybox@sha256:{}",
                 "cd".repeat(32)
             )],
+            manifest_digest: Some(format!("sha256:{}", "cd".repeat(32))),
             blobs: vec![],
             diff_ids: vec![format!("sha256:{}", "ef".repeat(32))],
             config: RecordConfig {
