@@ -78,6 +78,8 @@ pub struct Scheduler {
     cursor: usize,
     rng: u64,
     stats: Stats,
+    /// Receives the count of pods bound so far (benchmarks and tests wait on it).
+    progress: Option<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Scheduler {
@@ -96,7 +98,14 @@ impl Scheduler {
             cursor: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
             stats: Stats::default(),
+            progress: None,
         }
+    }
+
+    /// Publishes the number of pods bound so far on `tx`.
+    pub fn with_progress(mut self, tx: tokio::sync::watch::Sender<u64>) -> Self {
+        self.progress = Some(tx);
+        self
     }
 
     /// Runs until `shutdown` resolves; returns what it did.
@@ -181,6 +190,7 @@ impl Scheduler {
                     self.default_priority = pc.value;
                 }
                 self.priority_classes.insert(name, pc.value);
+                self.queue.move_all_unschedulable();
             }
             Ok(Event::Delete(pc)) => {
                 self.priority_classes
@@ -226,19 +236,23 @@ impl Scheduler {
         }
     }
 
-    fn pod_info(&self, mut pod: Pod) -> Arc<PodInfo> {
-        // Priority admission's job, done here when the API server has not set it.
-        if let Some(spec) = pod.spec.as_mut() {
-            if spec.priority.is_none() {
-                spec.priority = Some(
-                    spec.priority_class_name
-                        .as_deref()
-                        .and_then(|n| self.priority_classes.get(n).copied())
-                        .unwrap_or(self.default_priority),
-                );
-            }
+    /// The pod's priority: spec.priority when the API server's admission set it, else
+    /// resolved here from its PriorityClass (or the global default).
+    fn resolve_priority(&self, pod: &Pod) -> i32 {
+        let spec = pod.spec.as_ref();
+        if let Some(p) = spec.and_then(|s| s.priority) {
+            return p;
         }
-        Arc::new(PodInfo::new(Arc::new(pod)))
+        spec.and_then(|s| s.priority_class_name.as_deref())
+            .and_then(|n| self.priority_classes.get(n).copied())
+            .unwrap_or(self.default_priority)
+    }
+
+    fn pod_info(&self, pod: Pod) -> Arc<PodInfo> {
+        let priority = self.resolve_priority(&pod);
+        let mut info = PodInfo::new(Arc::new(pod));
+        info.priority = priority;
+        Arc::new(info)
     }
 
     fn on_pod(&mut self, ev: Result<Event<Pod>, watcher::Error>, relist: &mut Relists) {
@@ -322,21 +336,33 @@ impl Scheduler {
         binds: &Arc<Semaphore>,
     ) {
         let started = Instant::now();
+        // A PriorityClass seen after the pod was queued changes its priority.
+        let pod = match self.resolve_priority(&pod.pod) {
+            p if p != pod.priority => {
+                let mut fresh = (*pod).clone();
+                fresh.priority = p;
+                Arc::new(fresh)
+            }
+            _ => pod,
+        };
         let nodes = self.cache.nodes();
         match self
             .framework
             .schedule(&pod, nodes, &mut self.cursor, &mut self.rng)
         {
             Ok(result) => {
+                tracing::debug!(pod = %pod.key, node = %result.node, evaluated = result.evaluated, "assumed");
                 // Assumed: counted on the node now; it leaves the queue once bound.
                 self.cache.add_pod(pod.clone(), &result.node);
                 self.spawn_bind(pod, result.node, started, tx, binds);
             }
             Err(mut fit) => {
+                tracing::debug!(pod = %pod.key, priority = pod.priority, reason = %fit.message(), "unschedulable");
                 self.stats.failed_attempts += 1;
                 let nodes = self.cache.nodes();
                 match preemption::find_candidate(&self.framework, &pod, nodes, &fit) {
                     Ok(candidate) => {
+                        tracing::debug!(pod = %pod.key, node = %candidate.node, victims = candidate.victims.len(), "preempting");
                         self.preempt(&pod, candidate);
                         fit.post_filter_message = None;
                     }
@@ -477,6 +503,9 @@ impl Scheduler {
                 self.stats.scheduled += 1;
                 self.stats.latencies.push(latency);
                 self.queue.done(&key);
+                if let Some(p) = &self.progress {
+                    p.send_replace(self.stats.scheduled);
+                }
                 self.reported.remove(&key);
             }
             Outcome::BindFailed { key, error } => {

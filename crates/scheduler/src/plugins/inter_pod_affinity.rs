@@ -136,16 +136,6 @@ impl FilterPlugin for InterPodAffinity {
         let in_domain = |counts: &DomainCounts, key: &str| {
             domain(node, key).is_some_and(|d| counts.get(&d).copied().unwrap_or(0) > 0)
         };
-        // Existing pods' anti-affinity: any topology key they named.
-        if s.existing_anti
-            .keys()
-            .any(|(k, v)| node.labels.get(k) == Some(v))
-        {
-            return Status {
-                code: Code::Unschedulable,
-                reasons: vec!["node(s) didn't satisfy existing pods anti-affinity rules".into()],
-            };
-        }
         let affinity = required_terms(pod, false);
         for (i, t) in affinity.iter().enumerate() {
             if in_domain(&s.affinity[i], &t.topology_key) {
@@ -164,6 +154,16 @@ impl FilterPlugin for InterPodAffinity {
             if in_domain(&s.anti_affinity[i], &t.topology_key) {
                 return Status::unschedulable("node(s) didn't match pod anti-affinity rules");
             }
+        }
+        // Existing pods' anti-affinity, checked last as kube-scheduler does.
+        if s.existing_anti
+            .keys()
+            .any(|(k, v)| node.labels.get(k) == Some(v))
+        {
+            return Status {
+                code: Code::Unschedulable,
+                reasons: vec!["node(s) didn't satisfy existing pods anti-affinity rules".into()],
+            };
         }
         Status::success()
     }

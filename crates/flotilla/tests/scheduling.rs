@@ -1,0 +1,365 @@
+//! Scheduling end to end: a real `flotilla server`, the scheduler and simulated nodes
+//! talking to it through the API, and kubectl reading the outcome.
+//!
+//! Each test registers its own simulated nodes (unique name prefix) and uses its own
+//! scheduler name, so the tests share nothing and run in parallel.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, Pod, Taint};
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{json, Value};
+
+use support::Server;
+
+struct Harness {
+    server: Server,
+    client: kube::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    scheduler: String,
+    prefix: String,
+}
+
+impl Harness {
+    /// A server with `nodes` simulated nodes (4 CPUs, 8 GiB, zones round-robin over 2),
+    /// changed by `edit` before they register, and a scheduler named after the test.
+    async fn start(test: &str, nodes: usize, edit: impl Fn(usize, &mut Node)) -> Self {
+        // RUST_LOG=flotilla_scheduler=debug shows the scheduler's decisions.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+        let server = Server::start();
+        let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let prefix = format!("{test}-node");
+        let sim = agent::simulated::SimulatedConfig {
+            count: nodes,
+            name_prefix: prefix.clone(),
+            cpu: "4".into(),
+            memory: "8Gi".into(),
+            zones: 2,
+            ..Default::default()
+        };
+        let api: Api<Node> = Api::all(client.clone());
+        for i in 0..nodes {
+            let mut n = agent::simulated::simulated_node(&sim, i);
+            edit(i, &mut n);
+            api.create(&PostParams::default(), &n).await.unwrap();
+        }
+        let scheduler = format!("{test}-scheduler");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let cfg = scheduler::SchedulerConfig {
+            name: scheduler.clone(),
+            ..Default::default()
+        };
+        tokio::spawn(scheduler::Scheduler::new(client.clone(), cfg).run(async {
+            let _ = stopped.await;
+        }));
+        Harness {
+            server,
+            client,
+            stop: Some(stop),
+            scheduler,
+            prefix,
+        }
+    }
+
+    fn node(&self, i: usize) -> String {
+        format!("{}-{i}", self.prefix)
+    }
+
+    async fn create(&self, name: &str, mut spec: Value, labels: Value) -> Pod {
+        spec["schedulerName"] = json!(self.scheduler);
+        if spec.get("containers").is_none() {
+            spec["containers"] = json!([{"name": "c", "image": "registry.invalid/app:1",
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]);
+        }
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": labels},
+            "spec": spec,
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(self.client.clone(), "default")
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap()
+    }
+
+    /// The node each named pod is bound to, once all are bound.
+    async fn placements(&self, names: &[&str]) -> BTreeMap<String, String> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut out = BTreeMap::new();
+            for n in names {
+                if let Some(node) = api.get(n).await.unwrap().spec.and_then(|s| s.node_name) {
+                    out.insert(n.to_string(), node);
+                }
+            }
+            if out.len() == names.len() {
+                return out;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pods not all bound in time: {out:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The PodScheduled=False message of a pod the scheduler gave up on.
+    async fn unschedulable_message(&self, name: &str) -> String {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let pod = api.get(name).await.unwrap();
+            let cond = pod
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+            if let Some(c) = cond {
+                assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
+                assert!(pod.spec.unwrap().node_name.is_none());
+                return c.message.unwrap_or_default();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never reported unschedulable"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_fits_nowhere_says_why_in_kubernetes_words() {
+    let h = Harness::start("nofit", 3, |i, n| {
+        if i == 2 {
+            n.spec.as_mut().unwrap().taints = Some(vec![Taint {
+                key: "dedicated".into(),
+                value: Some("gpu".into()),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            }]);
+        }
+    })
+    .await;
+    h.create(
+        "huge",
+        json!({"containers": [{"name": "c", "image": "registry.invalid/app:1",
+            "resources": {"requests": {"memory": "64Gi"}}}]}),
+        json!({}),
+    )
+    .await;
+    let msg = h.unschedulable_message("huge").await;
+    assert_eq!(
+        msg,
+        "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, \
+         2 Insufficient memory. preemption: 0/3 nodes are available: \
+         1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."
+    );
+    // The Event says the same, and kubectl describe shows it.
+    let events: Api<CoreEvent> = Api::namespaced(h.client.clone(), "default");
+    let found = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("FailedScheduling") && e.message.as_deref() == Some(&msg)
+        });
+    assert!(found, "no FailedScheduling event with the message");
+    let out = h.server.kubectl_run("1.33", &["describe", "pod", "huge"]);
+    let text = out.expect_success("kubectl describe pod");
+    assert!(text.contains("FailedScheduling"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taints_and_node_affinity_steer_pods() {
+    let h = Harness::start("steer", 3, |i, n| {
+        let labels = n.metadata.labels.as_mut().unwrap();
+        labels.insert("disk".into(), if i == 1 { "ssd" } else { "hdd" }.into());
+        if i == 0 {
+            n.spec.as_mut().unwrap().taints = Some(vec![Taint {
+                key: "maintenance".into(),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            }]);
+        }
+    })
+    .await;
+    for i in 0..6 {
+        h.create(&format!("plain-{i}"), json!({}), json!({})).await;
+    }
+    h.create(
+        "wants-ssd",
+        json!({"nodeSelector": {"disk": "ssd"}}),
+        json!({}),
+    )
+    .await;
+    h.create(
+        "tolerant",
+        json!({"tolerations": [{"key": "maintenance", "operator": "Exists"}],
+               "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                   "nodeSelectorTerms": [{"matchExpressions": [
+                       {"key": "kubernetes.io/hostname", "operator": "In", "values": [h.node(0)]}]}]}}}}),
+        json!({}),
+    )
+    .await;
+    let names: Vec<String> = (0..6).map(|i| format!("plain-{i}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.extend(["wants-ssd", "tolerant"]);
+    let placed = h.placements(&all).await;
+    for n in &names {
+        assert_ne!(placed[n], h.node(0), "{n} went to the tainted node");
+    }
+    assert_eq!(placed["wants-ssd"], h.node(1));
+    assert_eq!(placed["tolerant"], h.node(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_affinity_and_spread_constraints_place_replicas_apart() {
+    let h = Harness::start("apart", 4, |_, _| {}).await;
+    for i in 0..4 {
+        h.create(
+            &format!("web-{i}"),
+            json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}}),
+            json!({"app": "web"}),
+        )
+        .await;
+    }
+    let names: Vec<String> = (0..4).map(|i| format!("web-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let placed = h.placements(&refs).await;
+    let distinct: std::collections::BTreeSet<&String> = placed.values().collect();
+    assert_eq!(distinct.len(), 4, "{placed:?}");
+    // A fifth replica has nowhere to go.
+    h.create(
+        "web-4",
+        json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}}),
+        json!({"app": "web"}),
+    )
+    .await;
+    let msg = h.unschedulable_message("web-4").await;
+    assert!(
+        msg.starts_with("0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules."),
+        "{msg}"
+    );
+
+    // Zone spreading: 4 pods, maxSkew 1 over 2 zones → 2 and 2.
+    for i in 0..4 {
+        h.create(
+            &format!("spread-{i}"),
+            json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "spread"}}}]}),
+            json!({"app": "spread"}),
+        )
+        .await;
+        // One at a time: each decision sees the previous binding.
+        h.placements(&[&format!("spread-{i}")]).await;
+    }
+    let names: Vec<String> = (0..4).map(|i| format!("spread-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let placed = h.placements(&refs).await;
+    let nodes: Api<Node> = Api::all(h.client.clone());
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    for node in placed.values() {
+        let zone = nodes.get(node).await.unwrap().metadata.labels.unwrap()
+            ["topology.kubernetes.io/zone"]
+            .clone();
+        *per_zone.entry(zone).or_default() += 1;
+    }
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        [2, 2],
+        "{per_zone:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_higher_priority_pod_preempts_a_lower_one() {
+    // Two nodes, the second closed by a taint, so one node holds both pods.
+    let h = Harness::start("preempt", 2, |i, n| {
+        if i == 1 {
+            n.spec.as_mut().unwrap().taints = Some(vec![Taint {
+                key: "closed".into(),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            }]);
+        }
+    })
+    .await;
+    let api: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(h.client.clone());
+    for (name, value) in [("preempt-low", 10), ("preempt-high", 1000)] {
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let big = |class: &str| {
+        json!({"priorityClassName": class, "containers": [{"name": "c", "image": "registry.invalid/app:1",
+            "resources": {"requests": {"cpu": "3"}}}]})
+    };
+    h.create("low", big("preempt-low"), json!({})).await;
+    h.placements(&["low"]).await;
+    h.create("high", big("preempt-high"), json!({})).await;
+    // The victim goes (no agent: deletion of a bound pod waits for its node, which is
+    // simulated here by nobody, so force the final delete as the kubelet would).
+    let pods: Api<Pod> = Api::namespaced(h.client.clone(), "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match pods.get_opt("low").await.unwrap() {
+            None => break,
+            Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                let _ = pods
+                    .delete(
+                        "low",
+                        &kube::api::DeleteParams {
+                            grace_period_seconds: Some(0),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+            }
+            Some(_) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let high = pods.get("high").await.unwrap();
+            panic!(
+                "the low-priority pod was not preempted; high: {:?}",
+                high.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let placed = h.placements(&["high"]).await;
+    assert_eq!(placed["high"], h.node(0));
+}
