@@ -173,6 +173,11 @@ impl Scheduler {
                     break;
                 }
             }
+            // As kube-scheduler waits for its informers: deciding on a partial view of the
+            // nodes would only produce failures to retry.
+            if !relist.synced() {
+                continue;
+            }
             for _ in 0..self.config.batch {
                 let Some(pod) = self.queue.pop() else {
                     break;
@@ -211,6 +216,7 @@ impl Scheduler {
                 self.cache.upsert_node(n);
             }
             Ok(Event::InitDone) => {
+                relist.nodes_listed = true;
                 if let Some(seen) = relist.nodes.take() {
                     let gone: Vec<String> = self
                         .cache
@@ -266,6 +272,7 @@ impl Scheduler {
                 self.apply_pod(info);
             }
             Ok(Event::InitDone) => {
+                relist.pods_listed = true;
                 if let Some(seen) = relist.pods.take() {
                     relist.known.retain(|k| {
                         let keep = seen.contains(k);
@@ -524,4 +531,13 @@ struct Relists {
     nodes: Option<HashSet<String>>,
     pods: Option<HashSet<String>>,
     known: HashSet<String>,
+    nodes_listed: bool,
+    pods_listed: bool,
+}
+
+impl Relists {
+    /// Both initial lists are in.
+    fn synced(&self) -> bool {
+        self.nodes_listed && self.pods_listed
+    }
 }
