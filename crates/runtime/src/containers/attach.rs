@@ -175,12 +175,16 @@ pub(crate) async fn connect(
         .map_err(|e| RuntimeError::io("attach: sending hello", e))?;
 
     let (frames_tx, mut frames_rx) = mpsc::channel::<(u8, Vec<u8>)>(16);
+    // Our write half stays open while the session lives: the supervisor takes its EOF for
+    // a detach, and an attach without stdin or a terminal has nothing else to write.
+    let (hold_tx, hold_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         while let Some((kind, payload)) = frames_rx.recv().await {
             if write_frame(&mut wr, kind, &payload).await.is_err() {
                 return;
             }
         }
+        let _ = hold_rx.await;
     });
 
     let stdin = if opts.stdin {
@@ -248,7 +252,12 @@ pub(crate) async fn connect(
         }
         let _ = exit_tx.send(code);
     });
-    let exit = exit_rx.map(|r| Ok(r.ok().flatten().unwrap_or(0))).boxed();
+    let exit = exit_rx
+        .map(move |r| {
+            drop(hold_tx);
+            Ok(r.ok().flatten().unwrap_or(0))
+        })
+        .boxed();
     Ok(StreamSession {
         stdin,
         stdout: opts
