@@ -24,6 +24,21 @@ fn lease(cluster: &Cluster) -> Option<Value> {
     (r.status == 200).then(|| r.json())
 }
 
+/// Creates a pod that sleeps, bound to no node (kubectl's trailing flags must not reach
+/// its argv, so no `kubectl run -- ARGS`).
+fn create_sleeper(cluster: &Cluster, name: &str) {
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never",
+                 "containers": [{"name": "c", "image": cluster.image, "command": ["sleep", "3600"]}]}
+    });
+    cluster
+        .kubectl("1.33")
+        .stdin(pod.to_string())
+        .run(&["create", "-f", "-"])
+        .expect_success("create pod");
+}
+
 fn quantity_number(v: &Value) -> u64 {
     let s = v.as_str().unwrap_or_default();
     let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
@@ -186,20 +201,7 @@ fn a_joined_node_registers_ready_renews_its_lease_and_survives_an_agent_kill() {
     }
 
     // With exactly one node, a new pod is bound to it.
-    let out = cluster.kubectl_run(
-        "1.33",
-        &[
-            "run",
-            "bound",
-            "--image",
-            &cluster.image,
-            "--restart=Never",
-            "--",
-            "sleep",
-            "3600",
-        ],
-    );
-    out.expect_success("kubectl run");
+    create_sleeper(&cluster, "bound");
     let pod = cluster.kubectl_run(
         "1.33",
         &["get", "pod", "bound", "-o", "jsonpath={.spec.nodeName}"],
@@ -249,6 +251,21 @@ fn the_servers_own_agent_registers_a_control_plane_node() {
         assert_eq!(row[1], "Ready", "kubectl {v}: {row:?}");
         assert_eq!(row[2], "control-plane", "kubectl {v}: {row:?}");
     }
+    // Its pods run: the agent's watches stream through the in-process client.
+    create_sleeper(&cluster, "cp-pod");
+    let running = testkit::wait_for(Duration::from_secs(60), || {
+        let out = cluster.kubectl_run(
+            "1.33",
+            &["get", "pod", "cp-pod", "-o", "jsonpath={.status.phase}"],
+        );
+        (out.stdout.trim() == "Running").then_some(())
+    });
+    assert!(
+        running.is_some(),
+        "cp-pod not Running\n{}",
+        cluster.agent_log()
+    );
+
     // A Node deleted under its agent is registered again, as the kubelet does.
     let uid = node["metadata"]["uid"].clone();
     cluster

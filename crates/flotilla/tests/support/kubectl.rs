@@ -79,10 +79,12 @@ impl Kubectl {
     /// Runs kubectl with `args`; kills it and panics if it outlives the timeout.
     pub fn run(&self, args: &[&str]) -> KubectlOutput {
         std::fs::create_dir_all(&self.home).expect("create kubectl's HOME");
+        // The global flag goes first: after the arguments it would land in a pod's argv
+        // behind `run … -- CMD` or `exec … -- CMD`.
         let mut child = Command::new(&self.binary)
-            .args(args)
             .arg("--cache-dir")
             .arg(self.home.join(".kube/cache"))
+            .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", &self.home)
             .env_remove("KUBERNETES_SERVICE_HOST")
