@@ -231,6 +231,24 @@ fn a_joined_node_registers_ready_renews_its_lease_and_survives_an_agent_kill() {
         "Ready",
         "after the restart"
     );
+
+    // SIGTERM stops the agent cleanly, and its pod's container runs on.
+    let running = testkit::wait_for(Duration::from_secs(60), || {
+        let c = cluster.runc_containers();
+        c.iter().any(|(_, status)| status == "running").then_some(c)
+    })
+    .unwrap_or_else(|| panic!("the bound pod never ran\n{}", cluster.agent_log()));
+    let status = cluster.terminate_agent(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        cluster.agent_log()
+    );
+    assert_eq!(
+        cluster.runc_containers(),
+        running,
+        "containers outlive the agent"
+    );
 }
 
 #[test]

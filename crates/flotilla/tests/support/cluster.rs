@@ -202,6 +202,34 @@ impl Cluster {
             .expect("the agent exits after SIGKILL");
     }
 
+    /// Stops the agent with SIGTERM and returns its exit status, if it exited within
+    /// `deadline`.
+    pub fn terminate_agent(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let mut agent = self.agent.take()?;
+        agent.stop(Signal::SIGTERM, deadline)
+    }
+
+    /// IDs of the containers runc runs for this node, with their status (`running`, …).
+    pub fn runc_containers(&self) -> Vec<(String, String)> {
+        let out = Command::new(&self.resources.runtime_binary)
+            .arg("--root")
+            .arg(&self.resources.runtime_root)
+            .args(["list", "--format", "json"])
+            .output()
+            .expect("run runc list");
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_string(),
+                    c["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// Starts the agent again with the same flags and data dir (after [`Self::kill_agent`])
     /// and waits until the Node is Ready.
     pub fn restart_agent(&mut self) {
