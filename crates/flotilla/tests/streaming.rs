@@ -329,6 +329,26 @@ fn logs_exec_and_cp() {
             text(&out.stderr)
         );
 
+        if v == "1.33" {
+            // Outlasts kubectl's WebSocket heartbeat (a ping every 5 s): pongs must flow.
+            let out = kubectl(
+                &c,
+                v,
+                None,
+                &[
+                    "exec",
+                    "logger",
+                    "-c",
+                    "main",
+                    "--",
+                    "sh",
+                    "-c",
+                    "sleep 12; echo slept",
+                ],
+            );
+            assert_eq!(text(&out.stdout), "slept\n", "{v}: {}", text(&out.stderr));
+        }
+
         // exec -it through a real terminal.
         let out = exec_tty(
             &c,
