@@ -437,6 +437,15 @@ async fn logs_with_options_and_previous() {
             .1,
         "old\n"
     );
+    // A record whose log lies outside the pod log directory is not served.
+    node.containers.list.lock().unwrap().push(status(
+        "stray",
+        0,
+        ContainerState::Running,
+        &node.dir.path().join("../etc-passwd"),
+    ));
+    let (code, body) = get(&node, "/containerLogs/ns/web/stray").await;
+    assert_eq!(code, 403, "{body}");
     let (code, body) = get(&node, "/containerLogs/ns/web/nope").await;
     assert_eq!(code, 400, "{body}");
     let (code, body) = get(&node, "/containerLogs/ns/web/app?tailLines=x").await;

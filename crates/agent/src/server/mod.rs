@@ -104,6 +104,7 @@ pub struct NodeServerConfig {
 struct AppState {
     containers: Arc<dyn ContainerRuntime>,
     sandboxes: Arc<dyn SandboxRuntime>,
+    pod_logs_dir: Arc<PathBuf>,
 }
 
 /// A bound node endpoint.
@@ -137,6 +138,7 @@ impl NodeServer {
         let state = AppState {
             containers,
             sandboxes,
+            pod_logs_dir: Arc::new(config.pod_logs_dir.clone()),
         };
         let app = Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -147,7 +149,6 @@ impl NodeServer {
             .route("/portForward/{ns}/{pod}/{uid}", any(port_forward_uid))
             .with_state(state)
             .merge(extra_routes);
-        tracing::debug!(logs = %config.pod_logs_dir.display(), "node server bound");
         Ok(Self {
             listener,
             acceptor: TlsAcceptor::from(tls),
@@ -234,6 +235,7 @@ async fn container_logs(
     respond(
         logs::serve(
             s.containers,
+            &s.pod_logs_dir,
             &ns,
             &pod,
             &container,

@@ -64,6 +64,7 @@ impl LogOptions {
 /// Answers a log request.
 pub async fn serve(
     containers: Arc<dyn ContainerRuntime>,
+    pod_logs_dir: &Path,
     namespace: &str,
     pod: &str,
     container: &str,
@@ -84,6 +85,16 @@ pub async fn serve(
             opts.follow.then(|| current.id.clone()),
         )
     };
+    // Only the node's pod logs are served, whatever a runtime record says.
+    let contained = path.starts_with(pod_logs_dir)
+        && !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+    if !contained {
+        return Err(ServerError::Forbidden(format!(
+            "the log of container {container:?} is outside the node's pod log directory"
+        )));
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         if let Err(e) = follow::stream(&path, &opts, follow_id, containers, tx).await {
