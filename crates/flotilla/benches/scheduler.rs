@@ -163,6 +163,12 @@ async fn run(server: &Server, node_count: usize, pod_count: usize) -> Result<(),
     println!("  attempt p50      {:>10.2?}", q(0.50));
     println!("  attempt p99      {:>10.2?}", q(0.99));
     println!("  failed attempts  {:>10}", stats.failed_attempts);
+    let algo = stats.cycle_time.as_secs_f64();
+    println!(
+        "  cycles alone     {:>10.0} pods/s ({:.1?} per pod: filter, score, assume)",
+        pod_count as f64 / algo.max(1e-9),
+        stats.cycle_time / pod_count.max(1) as u32
+    );
     println!(
         "  vs kube-scheduler CI floor ({KUBE_SCHEDULER_CI_FLOOR} pods/s): {:.1}x; vs goal ({GOAL} pods/s): {:.2}x",
         rate / KUBE_SCHEDULER_CI_FLOOR,

@@ -159,11 +159,53 @@ pub struct AgentArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub options: AgentOptions,
+    #[command(flatten)]
+    pub simulate: SimulateArgs,
+}
+
+/// Simulated ("hollow") nodes for scale tests: no containers, no root needed.
+#[derive(Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// Run this many simulated nodes in this process instead of a real node.
+    #[arg(long, value_name = "N")]
+    pub simulate: Option<usize>,
+    /// Simulated nodes are named PREFIX-0 … PREFIX-(N-1).
+    #[arg(long, default_value = "sim")]
+    pub sim_name_prefix: String,
+    /// CPU capacity of each simulated node.
+    #[arg(long, default_value = "4")]
+    pub sim_cpu: String,
+    /// Memory capacity of each simulated node.
+    #[arg(long, default_value = "16Gi")]
+    pub sim_memory: String,
+    /// Pod capacity of each simulated node.
+    #[arg(long, default_value_t = 110)]
+    pub sim_pods: u32,
+    /// Zones (topology.kubernetes.io/zone) the simulated nodes are spread over.
+    #[arg(long, default_value_t = 3)]
+    pub sim_zones: usize,
+}
+
+impl SimulateArgs {
+    fn config(&self, count: usize) -> agent::simulated::SimulatedConfig {
+        agent::simulated::SimulatedConfig {
+            count,
+            name_prefix: self.sim_name_prefix.clone(),
+            cpu: self.sim_cpu.clone(),
+            memory: self.sim_memory.clone(),
+            pods: self.sim_pods,
+            zones: self.sim_zones,
+            ..Default::default()
+        }
+    }
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let config = args.options.config(args.data_dir.clone())?;
     let token: JoinToken = args.token.parse()?;
+    if let Some(count) = args.simulate.simulate {
+        return run_simulated(&args, &token, args.simulate.config(count));
+    }
+    let config = args.options.config(args.data_dir.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,6 +217,26 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         let client = bootstrap::client(&args.server, &ca, &token)?;
         tracing::info!(server = %args.server, node = %config.node_name, "joining the cluster");
         Agent::run(config, client, ca, apiserver::server::shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn run_simulated(
+    args: &AgentArgs,
+    token: &JoinToken,
+    config: agent::simulated::SimulatedConfig,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let ca = bootstrap::fetch_cluster_ca(&args.server, token, args.ca_file.as_deref())
+            .await
+            .with_context(|| format!("fetching the cluster CA from {}", args.server))?;
+        let client = bootstrap::client(&args.server, &ca, token)?;
+        tracing::info!(server = %args.server, count = config.count, "running simulated nodes");
+        agent::simulated::run(client, config, apiserver::server::shutdown_signal()).await?;
         Ok(())
     })
 }

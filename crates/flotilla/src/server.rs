@@ -43,6 +43,9 @@ pub struct ServerArgs {
     /// Run without the node agent (control plane only).
     #[arg(long)]
     pub no_agent: bool,
+    /// Run without the scheduler (pods stay Pending unless something else binds them).
+    #[arg(long)]
+    pub no_scheduler: bool,
     /// The in-process agent's settings (ignored with --no-agent).
     #[command(flatten)]
     pub agent: AgentOptions,
@@ -158,8 +161,30 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if !args.no_scheduler {
+        let client = in_process_client(
+            in_process.clone(),
+            UserInfo::authenticated("system:kube-scheduler", []),
+        );
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            match scheduler::Scheduler::new(client, scheduler::SchedulerConfig::default())
+                .run(stop)
+                .await
+            {
+                Ok(stats) => tracing::info!(scheduled = stats.scheduled, "scheduler stopped"),
+                Err(e) => tracing::error!(error = %e, "the scheduler failed"),
+            }
+        });
+    }
     let mut agent_task = agent_config.map(|agent_config| {
-        let client = in_process_client(in_process, &agent_config.node_name);
+        let client = in_process_client(
+            in_process,
+            UserInfo::authenticated(
+                format!("system:node:{}", agent_config.node_name),
+                [apiserver::authn::NODES_GROUP.to_string()],
+            ),
+        );
         let ca = pki.ca.cert_pem().to_string();
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move { Agent::run(agent_config, client, ca, stop).await })
@@ -222,17 +247,15 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// A client for the in-process agent that calls the API router directly: the same
-/// authentication, admission and registry path as a remote agent, without TLS or a socket.
-/// It authenticates as a node would with its client certificate.
-fn in_process_client(app: axum::Router, node_name: &str) -> kube::Client {
+/// A client for an in-process component (the agent, the scheduler) that calls the API
+/// router directly: the same authentication, admission and registry path as a remote
+/// client, without TLS or a socket. It authenticates as `user`, as a client certificate
+/// would.
+fn in_process_client(app: axum::Router, user: UserInfo) -> kube::Client {
     use tower::ServiceExt;
     let info = ConnectionInfo {
         remote: None,
-        client_certificate_user: Some(UserInfo::authenticated(
-            format!("system:node:{node_name}"),
-            [apiserver::authn::NODES_GROUP.to_string()],
-        )),
+        client_certificate_user: Some(user),
     };
     let service = tower::service_fn(move |mut req: http::Request<kube::client::Body>| {
         req.extensions_mut().insert(info.clone());

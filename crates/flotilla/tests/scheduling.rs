@@ -363,3 +363,97 @@ async fn a_higher_priority_pod_preempts_a_lower_one() {
     let placed = h.placements(&["high"]).await;
     assert_eq!(placed["high"], h.node(0));
 }
+
+/// The binary end to end: `flotilla server` schedules with its own scheduler onto nodes run
+/// by `flotilla agent --simulate`, which reports the pods Running; a node whose heartbeat is
+/// stopped on command stops renewing its Lease.
+#[test]
+fn the_servers_scheduler_places_pods_on_simulated_nodes() {
+    use std::process::Command;
+    use support::{ProcessGroup, ServerOptions};
+    let server = Server::start_with(ServerOptions {
+        with_scheduler: true,
+        ..Default::default()
+    });
+    let token = std::fs::read_to_string(server.data_dir.join("token")).unwrap();
+    let log = server.scratch_dir().join("sim-agent.log");
+    let mut cmd = Command::new(support::flotilla_bin());
+    cmd.args(["agent", "--simulate", "3", "--sim-name-prefix", "hollow"])
+        .arg("--server")
+        .arg(format!("https://127.0.0.1:{}", server.port()))
+        .arg("--token")
+        .arg(token.trim())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(server.scratch_dir().join("sim-agent.err")).unwrap());
+    let _agent = ProcessGroup::spawn(&mut cmd).unwrap();
+    let kubectl = |args: &[&str]| server.kubectl_run("1.33", args);
+    support::wait_for(
+        "three simulated nodes Ready",
+        Duration::from_secs(30),
+        || {
+            let out = kubectl(&["get", "nodes", "--no-headers"]);
+            (out.success() && out.stdout.matches(" Ready ").count() == 3).then_some(())
+        },
+    );
+    kubectl(&["run", "web", "--image=registry.invalid/web:1"]).expect_success("kubectl run");
+    let node = support::wait_for(
+        "the pod Running on a simulated node",
+        Duration::from_secs(30),
+        || {
+            let out = kubectl(&[
+                "get",
+                "pod",
+                "web",
+                "-o",
+                "jsonpath={.status.phase} {.spec.nodeName} {.status.podIP}",
+            ]);
+            let text = out.stdout.trim().to_string();
+            let parts: Vec<&str> = text.split(' ').collect();
+            (parts.len() == 3
+                && parts[0] == "Running"
+                && parts[1].starts_with("hollow-")
+                && parts[2].starts_with("10."))
+            .then(|| parts[1].to_string())
+        },
+    );
+    // Stop one node's heartbeat; its Lease stops moving while another's still renews.
+    kubectl(&["annotate", "node", &node, "flotilla.io/heartbeat=stopped"])
+        .expect_success("annotate");
+    let renew = |n: &str| {
+        kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            n,
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    let other = ["hollow-0", "hollow-1", "hollow-2"]
+        .into_iter()
+        .find(|n| *n != node)
+        .unwrap();
+    // Let an in-flight renewal land before taking the reference time.
+    let other_before = renew(other);
+    support::wait_for(
+        "another renewal of a live node",
+        Duration::from_secs(30),
+        || (renew(other) != other_before).then_some(()),
+    );
+    let stopped_at = renew(&node);
+    let other_mid = renew(other);
+    support::wait_for(
+        "a further renewal of a live node",
+        Duration::from_secs(30),
+        || (renew(other) != other_mid).then_some(()),
+    );
+    assert_eq!(
+        renew(&node),
+        stopped_at,
+        "the stopped node's Lease was renewed"
+    );
+}

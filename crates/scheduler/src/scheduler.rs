@@ -62,6 +62,8 @@ pub struct Stats {
     pub failed_attempts: u64,
     /// Queue-pop to binding-acknowledged latencies, in order.
     pub latencies: Vec<Duration>,
+    /// Time spent in scheduling cycles (filter, score, preemption), binding excluded.
+    pub cycle_time: Duration,
 }
 
 pub struct Scheduler {
@@ -182,7 +184,9 @@ impl Scheduler {
                 let Some(pod) = self.queue.pop() else {
                     break;
                 };
+                let t = Instant::now();
                 self.schedule_one(pod, &tx, &binds);
+                self.stats.cycle_time += t.elapsed();
             }
         }
     }

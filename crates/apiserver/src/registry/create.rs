@@ -92,10 +92,6 @@ impl Registry {
             prepare_namespace(&mut obj);
         }
         patch::record_update(None, &mut obj, &opts.field_manager, None);
-        // After managedFields: the binding is the server's, not the creator's field.
-        if super::pod_binding::is_pod(info) {
-            self.bind_to_only_node(&mut obj).await?;
-        }
         let mut errors = api::validation::validate_object_meta(&obj, info.namespaced);
         errors.extend(strategy.validate(&obj));
         if !errors.is_empty() {

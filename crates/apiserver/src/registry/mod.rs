@@ -16,7 +16,6 @@ pub mod label_selector;
 mod list;
 pub mod meta;
 pub mod namespace_controller;
-pub mod pod_binding;
 pub mod service_alloc;
 pub mod startup;
 pub mod update;

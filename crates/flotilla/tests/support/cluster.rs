@@ -119,6 +119,7 @@ impl Cluster {
         let server = Server::start_with(ServerOptions {
             args: server_args,
             with_agent: opts.agent == AgentMode::InProcess,
+            with_scheduler: true,
             ..ServerOptions::default()
         });
         let agent_data_dir = match opts.agent {

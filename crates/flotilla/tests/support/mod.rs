@@ -125,6 +125,9 @@ pub struct ServerOptions {
     /// Run the server's in-process node agent (configure it through `args`); by default
     /// servers start with `--no-agent`, needing neither root nor runc.
     pub with_agent: bool,
+    /// Run the server's scheduler; by default servers start with `--no-scheduler`, so
+    /// control-plane tests see only the writes they make.
+    pub with_scheduler: bool,
 }
 
 impl ServerOptions {
@@ -303,6 +306,11 @@ fn spawn_server(opts: &ServerOptions, data_dir: &Path, port: u16, log: &Path) ->
             None
         } else {
             Some("--no-agent")
+        })
+        .args(if opts.with_scheduler {
+            None
+        } else {
+            Some("--no-scheduler")
         })
         .args(&opts.args)
         .env(
