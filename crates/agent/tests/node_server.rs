@@ -738,3 +738,73 @@ async fn port_forward_over_spdy_reaches_the_pod_port() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn port_forward_over_spdy_tunnelled_in_websocket() {
+    use tokio_tungstenite::tungstenite::Message;
+    let node = start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(b"banner from the pod").await.unwrap();
+    });
+    let tls = dial(node.addr, Some(&node.ca.client(CN))).await.unwrap();
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        "wss://node/portForward/ns/web",
+    )
+    .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "SPDY/3.1+portforward.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"],
+        "SPDY/3.1+portforward.k8s.io"
+    );
+    let mut codec = Codec::new();
+    let mut wire = BytesMut::new();
+    for (id, kind) in [(1, "error"), (3, "data")] {
+        let headers = Headers::new()
+            .with("streamType", kind)
+            .with("port", &port.to_string())
+            .with("requestID", "0");
+        let f = Frame::SynStream {
+            stream_id: id,
+            associated_to: 0,
+            priority: 0,
+            flags: if kind == "error" { FLAG_FIN } else { 0 },
+            headers,
+        };
+        codec.encode(&f, &mut wire).unwrap();
+    }
+    ws.send(Message::Binary(wire.split().freeze()))
+        .await
+        .unwrap();
+    let mut buf = BytesMut::new();
+    let mut data = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    'read: while Instant::now() < deadline {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+        else {
+            break;
+        };
+        let Message::Binary(b) = msg else { continue };
+        buf.extend_from_slice(&b);
+        while let Some(f) = codec.decode(&mut buf).unwrap() {
+            if let Frame::Data {
+                stream_id: 3,
+                flags,
+                data: d,
+            } = f
+            {
+                data.extend_from_slice(&d);
+                if flags & FLAG_FIN != 0 {
+                    break 'read;
+                }
+            }
+        }
+    }
+    assert_eq!(data, b"banner from the pod");
+}
