@@ -268,6 +268,11 @@ fn graceful_deletion_runs_pre_stop_and_honours_the_grace_period() {
         "deleted after {took:?}, before the grace period"
     );
     assert!(took < Duration::from_secs(30), "deleted after {took:?}");
+    let events = event_reasons(&c, "graceful");
+    assert!(
+        events.iter().any(|(r, m)| r == "Killing" && m.contains("stubborn")),
+        "no Killing event: {events:?}"
+    );
 }
 
 /// SIGKILLs the agent and leaves it down (the harness restarts it later).
