@@ -9,7 +9,7 @@ use super::fieldpath::FieldSet;
 use super::json::{apply_json_patch, apply_merge_patch, decode_apply_body};
 use super::managed_fields::{read, record_update};
 use super::schema::Schema;
-use super::{apply_patch, server_side_apply, strategic, ApplyOptions, PatchType};
+use super::{apply_patch, server_side_apply, strategic, ApplyOptions, PatchError, PatchType};
 
 const CASES: u32 = 96;
 
@@ -189,8 +189,13 @@ proptest! {
             let again = server_side_apply(Some(&first), &cfg, &opts, &deploy).expect("re-apply");
             prop_assert_eq!(&again, &first);
         }
-        let created = server_side_apply(None, &cfg, &opts, &deploy);
-        prop_assert!(created.is_ok(), "{:?}", created);
+        // Creation succeeds unless the configuration itself is invalid, which Kubernetes
+        // refuses too: duplicate entries in a set or a keyed list.
+        match server_side_apply(None, &cfg, &opts, &deploy) {
+            Ok(_) => {}
+            Err(PatchError::Invalid(m)) => prop_assert!(m.contains("duplicate entries"), "{}", m),
+            Err(e) => prop_assert!(false, "{:?}", e),
+        }
     }
 
     #[test]
