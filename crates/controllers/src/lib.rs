@@ -1,0 +1,10 @@
+//! The controller manager: one module per controller, each level-triggered (it reconciles
+//! from the current state, whatever woke it), with rate-limited retries, built on
+//! kube-runtime's `Controller` (watch → reflector store → reconcile with back-off).
+//!
+//! Every controller exposes `pub async fn run(client: kube::Client, shutdown) -> Result<(), Error>`.
+
+pub mod deployment;
+pub mod garbage_collector;
+pub mod node_lifecycle;
+pub mod replicaset;
