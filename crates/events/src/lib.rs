@@ -115,6 +115,17 @@ impl EventRecorder {
         self.record(object, type_, reason, message);
     }
 
+    /// An event about any object (a ReplicaSet, a Deployment, …), named by its reference.
+    pub fn object_event(
+        &self,
+        object: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
+        self.record(object, type_, reason, message.into());
+    }
+
     fn record(&self, object: ObjectReference, type_: EventType, reason: &str, message: String) {
         let r = Record {
             object,
