@@ -143,6 +143,8 @@ pub struct PodInfo {
     pub host_ports: Vec<HostPort>,
     pub tolerations: Vec<Toleration>,
     pub priority: i32,
+    /// The pod declares required pod anti-affinity (other pods must check it).
+    pub has_required_anti_affinity: bool,
 }
 
 impl PodInfo {
@@ -175,7 +177,16 @@ impl PodInfo {
                 })
             })
             .collect();
+        let has_required_anti_affinity = spec
+            .and_then(|s| s.affinity.as_ref())
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .is_some_and(|t| !t.is_empty());
         PodInfo {
+            has_required_anti_affinity,
             requests: pod_requests(&pod),
             labels: pod.metadata.labels.clone().unwrap_or_default(),
             tolerations: spec.and_then(|s| s.tolerations.clone()).unwrap_or_default(),
@@ -205,6 +216,9 @@ pub struct NodeInfo {
     pub pods: Vec<Arc<PodInfo>>,
     pub used_ports: HashSet<HostPort>,
     pub unschedulable: bool,
+    /// How many of `pods` declare required anti-affinity: most nodes have none, and
+    /// affinity pre-filtering skips them.
+    pub pods_with_required_anti_affinity: usize,
 }
 
 /// The taint Kubernetes' node lifecycle controller puts on a node that is not Ready; the
@@ -256,6 +270,9 @@ impl NodeInfo {
         for p in &pod.host_ports {
             self.used_ports.insert(p.clone());
         }
+        if pod.has_required_anti_affinity {
+            self.pods_with_required_anti_affinity += 1;
+        }
         self.pods.push(pod);
     }
 
@@ -266,6 +283,9 @@ impl NodeInfo {
         };
         let pod = self.pods.swap_remove(i);
         self.requested.sub(&pod.requests);
+        if pod.has_required_anti_affinity {
+            self.pods_with_required_anti_affinity -= 1;
+        }
         self.used_ports = self
             .pods
             .iter()

@@ -97,8 +97,16 @@ impl PreFilterPlugin for InterPodAffinity {
             anti_affinity: vec![DomainCounts::new(); anti.len()],
             existing_anti: DomainCounts::new(),
         };
+        // Without terms of its own, only pods with anti-affinity can matter: skip the rest.
+        let own_terms = !affinity.is_empty() || !anti.is_empty();
         for node in nodes {
+            if !own_terms && node.pods_with_required_anti_affinity == 0 {
+                continue;
+            }
             for existing in &node.pods {
+                if !own_terms && !existing.has_required_anti_affinity {
+                    continue;
+                }
                 for (i, t) in affinity.iter().enumerate() {
                     if term_matches(t, &pod.namespace, existing) {
                         s.affinity_any[i] = true;
@@ -113,6 +121,9 @@ impl PreFilterPlugin for InterPodAffinity {
                             *s.anti_affinity[i].entry(d).or_default() += 1;
                         }
                     }
+                }
+                if !existing.has_required_anti_affinity {
+                    continue;
                 }
                 for t in required_terms(existing, true) {
                     if term_matches(&t, &existing.namespace, pod) {
