@@ -1,1 +1,823 @@
-//! See the crate documentation.
+//! The node lifecycle controller, as Kubernetes' `node-lifecycle-controller` behaves:
+//!
+//! - It watches each Node's Lease in `kube-node-lease` and the Node's Ready condition. A
+//!   node whose heartbeat (the Lease's `renewTime`, or the Ready condition's
+//!   `lastHeartbeatTime`) is older than the grace period (40 s by default) gets its Ready,
+//!   MemoryPressure, DiskPressure and PIDPressure conditions set to `Unknown` with reason
+//!   `NodeStatusUnknown` and message "Kubelet stopped posting node status.".
+//! - Taints follow the Ready condition: `Unknown` → `node.kubernetes.io/unreachable`
+//!   (NoExecute and NoSchedule), `False` → `node.kubernetes.io/not-ready` (NoExecute and
+//!   NoSchedule), `True` → neither. When the kubelet reports Ready again, they go.
+//! - On a node whose Ready is `Unknown`, its pods' Ready condition is set to False.
+//! - Taint-based eviction: a pod on a node with NoExecute taints is deleted at once when it
+//!   does not tolerate one of them, after the smallest `tolerationSeconds` of the matching
+//!   tolerations (counted from the taint's `timeAdded`) when it does, never when they do not
+//!   bound it. The API server's DefaultTolerationSeconds admission gives every pod 300 s
+//!   tolerations for `not-ready` and `unreachable`; a pod that somehow lacks one is given
+//!   [`Config::default_toleration_seconds`] for those two taints.
+//!
+//! Eviction deletes the pod gracefully: on an unreachable node it stays Terminating until
+//! the node comes back or is deleted, as in Kubernetes; its controller replaces it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+use serde_json::json;
+
+use events::{EventRecorder, EventType};
+
+/// Where the kubelets' Leases live.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// The taint of a node whose Ready condition is Unknown.
+pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+/// The taint of a node whose Ready condition is False.
+pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// The reason of the conditions this controller sets to Unknown.
+pub const REASON_STATUS_UNKNOWN: &str = "NodeStatusUnknown";
+/// Their message.
+pub const MESSAGE_STATUS_UNKNOWN: &str = "Kubelet stopped posting node status.";
+const REASON_NEVER_UPDATED: &str = "NodeStatusNeverUpdated";
+const MESSAGE_NEVER_UPDATED: &str = "Kubelet never posted node status.";
+/// The conditions the kubelet owns and this controller marks Unknown.
+const MONITORED_CONDITIONS: &[&str] = &["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+const NO_EXECUTE: &str = "NoExecute";
+const NO_SCHEDULE: &str = "NoSchedule";
+const FIELD_MANAGER: &str = "node-controller";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a node may go without a heartbeat before it is Unknown
+    /// (kube-controller-manager's `--node-monitor-grace-period`, 40 s).
+    pub grace_period: Duration,
+    /// The `tolerationSeconds` a pod without a not-ready/unreachable toleration gets for
+    /// those taints (DefaultTolerationSeconds' 300 s).
+    pub default_toleration_seconds: i64,
+    /// How often every node is looked at even when nothing changed (`--node-monitor-period`).
+    pub monitor_period: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            grace_period: Duration::from_secs(40),
+            default_toleration_seconds: 300,
+            monitor_period: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("node lifecycle: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("node lifecycle: the {0} watch ended")]
+    WatchEnded(&'static str),
+}
+
+/// Runs the controller with the default configuration until `shutdown` resolves.
+pub async fn run(
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    run_with(client, Config::default(), shutdown).await
+}
+
+struct Context {
+    client: kube::Client,
+    config: Config,
+    leases: Store<Lease>,
+    pods: Store<Pod>,
+    recorder: EventRecorder,
+    /// Consecutive failures per node, for the retry back-off.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run_with(
+    client: kube::Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let leases_api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let pods_api: Api<Pod> = Api::all(client.clone());
+    let nodes_api: Api<Node> = Api::all(client.clone());
+
+    let (lease_store, lease_writer) = reflector::store();
+    let lease_reflector = reflector::reflector(
+        lease_writer,
+        watcher::watcher(leases_api.clone(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .for_each(|_| futures::future::ready(()));
+    let (pod_store, pod_writer) = reflector::store();
+    let pod_reflector = reflector::reflector(
+        pod_writer,
+        watcher::watcher(pods_api.clone(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .for_each(|_| futures::future::ready(()));
+
+    let ctx = Arc::new(Context {
+        recorder: EventRecorder::for_component(client.clone(), "node-controller", None),
+        client,
+        config,
+        leases: lease_store.clone(),
+        pods: pod_store.clone(),
+        failures: Mutex::default(),
+    });
+
+    let controller = async move {
+        // Judge no node before the Leases and pods are known: an empty store would make
+        // every node look silent.
+        let ready = async {
+            let _ = lease_store.wait_until_ready().await;
+            let _ = pod_store.wait_until_ready().await;
+        };
+        ready.await;
+        tracing::info!("node lifecycle controller started");
+        Controller::new(nodes_api, watcher::Config::default())
+            .watches(leases_api, watcher::Config::default(), |lease: Lease| {
+                Some(ObjectRef::<Node>::new(&lease.name_any()))
+            })
+            .watches(pods_api, watcher::Config::default(), |pod: Pod| {
+                pod.spec
+                    .and_then(|s| s.node_name)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| ObjectRef::<Node>::new(&n))
+            })
+            .run(reconcile, error_policy, ctx)
+            .for_each(|r| {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "node lifecycle reconcile");
+                }
+                futures::future::ready(())
+            })
+            .await;
+    };
+
+    tokio::select! {
+        _ = shutdown => Ok(()),
+        _ = lease_reflector => Err(Error::WatchEnded("lease")),
+        _ = pod_reflector => Err(Error::WatchEnded("pod")),
+        _ = controller => Err(Error::WatchEnded("node")),
+    }
+}
+
+fn error_policy(node: Arc<Node>, error: &Error, ctx: Arc<Context>) -> Action {
+    let name = node.name_any();
+    let n = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(name.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    let delay = retry_delay(n);
+    tracing::warn!(node = %name, error = %error, retry_in = ?delay, "node lifecycle");
+    Action::requeue(delay)
+}
+
+/// Exponential back-off from 100 ms, capped at 30 s.
+fn retry_delay(failures: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1u64 << failures.saturating_sub(1).min(10));
+    Duration::from_millis(ms.min(30_000))
+}
+
+async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = node.name_any();
+    let now = Timestamp::now();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let lease = ctx
+        .leases
+        .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
+    let heartbeat = last_heartbeat(&node, lease.as_deref());
+    let grace = ctx.config.grace_period;
+    let silent = heartbeat.is_none_or(|h| elapsed(h, now) > grace);
+
+    let mut node = (*node).clone();
+    if silent {
+        let conditions = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        if let Some(updated) = mark_unknown(&conditions, now) {
+            let was_ready = ready_status(&node) == Some("True");
+            let patch = json!({"status": {"conditions": updated}});
+            node = nodes
+                .patch_status(
+                    &name,
+                    &PatchParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+            tracing::info!(node = %name, "node stopped posting status; marked Unknown");
+            if was_ready {
+                ctx.recorder.node_event(
+                    &name,
+                    EventType::Normal,
+                    "NodeNotReady",
+                    format!("Node {name} status is now: NodeNotReady"),
+                );
+            }
+        }
+    }
+
+    let ready = ready_status(&node).map(str::to_string);
+    let existing = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    if let Some(taints) = desired_taints(&existing, ready.as_deref(), now) {
+        let patch = json!({
+            "metadata": {"resourceVersion": node.metadata.resource_version},
+            "spec": {"taints": taints},
+        });
+        node = nodes
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::info!(node = %name, ready = ?ready, "node taints updated");
+    }
+
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let pods: Vec<Arc<Pod>> = ctx.pods.state_filter(|p| {
+        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
+    });
+    let mut next: Option<Timestamp> = None;
+    for pod in pods {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        if ready.as_deref() != Some("True") {
+            mark_pod_not_ready(&ctx, &pod, now).await?;
+        }
+        match eviction(&pod, &taints, now, ctx.config.default_toleration_seconds) {
+            Eviction::Never => {}
+            Eviction::At(t) => next = Some(next.map_or(t, |n| n.min(t))),
+            Eviction::Now => evict(&ctx, &pod, now).await?,
+        }
+    }
+
+    if let Ok(mut f) = ctx.failures.lock() {
+        f.remove(&name);
+    }
+    let mut wait = ctx.config.monitor_period;
+    if let (false, Some(h)) = (silent, heartbeat) {
+        // Look again just after the heartbeat would go stale.
+        let stale_in = grace.saturating_sub(elapsed(h, now)) + Duration::from_millis(50);
+        wait = wait.min(stale_in);
+    }
+    if let Some(t) = next {
+        wait = wait.min(until(now, t) + Duration::from_millis(10));
+    }
+    Ok(Action::requeue(wait))
+}
+
+/// Sets the pod's Ready condition False, as `MarkPodsNotReady` does.
+async fn mark_pod_not_ready(ctx: &Context, pod: &Pod, now: Timestamp) -> Result<(), Error> {
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let Some(updated) = pod_not_ready(&conditions, now) else {
+        return Ok(());
+    };
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+    let patch = json!({"status": {"conditions": updated}});
+    match api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the pod, recording why: the DisruptionTarget condition and a
+/// TaintManagerEviction event.
+async fn evict(ctx: &Context, pod: &Pod, now: Timestamp) -> Result<(), Error> {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let patch = json!({"status": {"conditions": with_disruption_target(&conditions, now)}});
+    match api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    ctx.recorder.pod_event(
+        pod,
+        None,
+        EventType::Normal,
+        "TaintManagerEviction",
+        format!("Marking for deletion Pod {ns}/{name}"),
+    );
+    let params = DeleteParams {
+        preconditions: pod.uid().map(|uid| kube::api::Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => {
+            tracing::info!(pod = %format!("{ns}/{name}"), "evicted by a NoExecute taint");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ----- decision logic: pure functions -----
+
+fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+    until(since, now)
+}
+
+/// The time from `from` to `to`, zero when `to` is not later.
+fn until(from: Timestamp, to: Timestamp) -> Duration {
+    let nanos = to.as_nanosecond().saturating_sub(from.as_nanosecond());
+    if nanos <= 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// The node's status Ready condition's status.
+pub fn ready_status(node: &Node) -> Option<&str> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
+}
+
+/// The latest sign of life: the Lease's renewTime (or acquireTime), the Ready condition's
+/// lastHeartbeatTime, or — for a node that never posted one — its creation.
+pub fn last_heartbeat(node: &Node, lease: Option<&Lease>) -> Option<Timestamp> {
+    let from_lease = lease.and_then(|l| l.spec.as_ref()).and_then(|s| {
+        s.renew_time
+            .as_ref()
+            .or(s.acquire_time.as_ref())
+            .map(|t| t.0)
+    });
+    let from_status = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_heartbeat_time.as_ref())
+        .map(|t| t.0);
+    match (from_lease, from_status) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a
+            .or(b)
+            .or_else(|| node.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+    }
+}
+
+/// The conditions with Ready, MemoryPressure, DiskPressure and PIDPressure set to Unknown
+/// (added when missing); `None` when they all already are.
+pub fn mark_unknown(conditions: &[NodeCondition], now: Timestamp) -> Option<Vec<NodeCondition>> {
+    let mut out = conditions.to_vec();
+    let mut changed = false;
+    for type_ in MONITORED_CONDITIONS {
+        match out.iter_mut().find(|c| c.type_ == *type_) {
+            Some(c) if c.status == "Unknown" => {}
+            Some(c) => {
+                c.status = "Unknown".into();
+                c.reason = Some(REASON_STATUS_UNKNOWN.into());
+                c.message = Some(MESSAGE_STATUS_UNKNOWN.into());
+                c.last_transition_time = Some(Time(now));
+                changed = true;
+            }
+            None => {
+                out.push(NodeCondition {
+                    type_: (*type_).into(),
+                    status: "Unknown".into(),
+                    reason: Some(REASON_NEVER_UPDATED.into()),
+                    message: Some(MESSAGE_NEVER_UPDATED.into()),
+                    last_heartbeat_time: Some(Time(now)),
+                    last_transition_time: Some(Time(now)),
+                });
+                changed = true;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+/// The node's taints with the not-ready/unreachable ones made to match the Ready
+/// condition's status; `None` when they already do. Kept taints keep their timeAdded.
+pub fn desired_taints(
+    existing: &[Taint],
+    ready: Option<&str>,
+    now: Timestamp,
+) -> Option<Vec<Taint>> {
+    let wanted_key = match ready {
+        Some("True") => None,
+        Some("False") => Some(TAINT_NOT_READY),
+        _ => Some(TAINT_UNREACHABLE),
+    };
+    let managed = |t: &Taint| {
+        (t.key == TAINT_UNREACHABLE || t.key == TAINT_NOT_READY)
+            && (t.effect == NO_EXECUTE || t.effect == NO_SCHEDULE)
+    };
+    let mut out: Vec<Taint> = existing
+        .iter()
+        .filter(|t| !managed(t) || Some(t.key.as_str()) == wanted_key)
+        .cloned()
+        .collect();
+    if let Some(key) = wanted_key {
+        for effect in [NO_SCHEDULE, NO_EXECUTE] {
+            if !out.iter().any(|t| t.key == key && t.effect == effect) {
+                out.push(Taint {
+                    key: key.into(),
+                    effect: effect.into(),
+                    value: None,
+                    time_added: (effect == NO_EXECUTE).then_some(Time(now)),
+                });
+            }
+        }
+    }
+    (out != existing).then_some(out)
+}
+
+/// Whether `toleration` tolerates `taint` (Kubernetes' `ToleratesTaint`).
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    let effect = toleration.effect.as_deref().unwrap_or("");
+    if !effect.is_empty() && effect != taint.effect {
+        return false;
+    }
+    let key = toleration.key.as_deref().unwrap_or("");
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match toleration.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        "Equal" => {
+            // An empty key with Equal matches nothing but the empty key.
+            (!key.is_empty() || taint.key.is_empty())
+                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// The pod tolerates every NoExecute taint for ever (or there are none).
+    Never,
+    /// The pod's toleration runs out at this time.
+    At(Timestamp),
+    /// An untolerated NoExecute taint, or an exhausted toleration.
+    Now,
+}
+
+/// When the NoExecute taints evict the pod. Every taint must be tolerated; the smallest
+/// `tolerationSeconds` among the matching tolerations (none: for ever; ≤ 0: at once) counts
+/// from the latest `timeAdded` of the taints (now when unset). A pod lacking a toleration
+/// for not-ready/unreachable is treated as having `default_seconds` for them.
+pub fn eviction(pod: &Pod, taints: &[Taint], now: Timestamp, default_seconds: i64) -> Eviction {
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
+    let mut min_seconds: Option<i64> = None;
+    let mut start: Option<Timestamp> = None;
+    let mut any = false;
+    for taint in taints.iter().filter(|t| t.effect == NO_EXECUTE) {
+        any = true;
+        let matching: Vec<&Toleration> =
+            tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        let bound: Option<i64> = if matching.is_empty() {
+            if taint.key == TAINT_UNREACHABLE || taint.key == TAINT_NOT_READY {
+                Some(default_seconds)
+            } else {
+                return Eviction::Now;
+            }
+        } else {
+            matching.iter().filter_map(|t| t.toleration_seconds).min()
+        };
+        if let Some(s) = bound {
+            min_seconds = Some(min_seconds.map_or(s, |m| m.min(s)));
+        }
+        let added = taint.time_added.as_ref().map_or(now, |t| t.0);
+        start = Some(start.map_or(added, |s| s.max(added)));
+    }
+    if !any {
+        return Eviction::Never;
+    }
+    let Some(seconds) = min_seconds else {
+        return Eviction::Never;
+    };
+    if seconds <= 0 {
+        return Eviction::Now;
+    }
+    let start = start.unwrap_or(now);
+    let at = start
+        .checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap_or(Timestamp::MAX);
+    if at <= now {
+        Eviction::Now
+    } else {
+        Eviction::At(at)
+    }
+}
+
+/// The pod's conditions with Ready set False; `None` when it already is (or is absent).
+pub fn pod_not_ready(conditions: &[PodCondition], now: Timestamp) -> Option<Vec<PodCondition>> {
+    let mut out = conditions.to_vec();
+    let ready = out.iter_mut().find(|c| c.type_ == "Ready")?;
+    if ready.status == "False" {
+        return None;
+    }
+    ready.status = "False".into();
+    ready.last_transition_time = Some(Time(now));
+    Some(out)
+}
+
+/// The pod's conditions with DisruptionTarget=True (reason DeletionByTaintManager).
+pub fn with_disruption_target(conditions: &[PodCondition], now: Timestamp) -> Vec<PodCondition> {
+    let mut out: Vec<PodCondition> = conditions
+        .iter()
+        .filter(|c| c.type_ != "DisruptionTarget")
+        .cloned()
+        .collect();
+    out.push(PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        reason: Some("DeletionByTaintManager".into()),
+        message: Some("Taint manager: deleting due to NoExecute taint".into()),
+        last_transition_time: Some(Time(now)),
+        ..Default::default()
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::api::core::v1::{NodeStatus, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+
+    fn cond(type_: &str, status: &str, heartbeat: Option<Timestamp>) -> NodeCondition {
+        NodeCondition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: Some("KubeletReady".into()),
+            last_heartbeat_time: heartbeat.map(Time),
+            ..Default::default()
+        }
+    }
+
+    fn node(conditions: Vec<NodeCondition>) -> Node {
+        Node {
+            status: Some(NodeStatus {
+                conditions: Some(conditions),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn taint(key: &str, effect: &str, added: Option<i64>) -> Taint {
+        Taint {
+            key: key.into(),
+            effect: effect.into(),
+            value: None,
+            time_added: added.map(|s| Time(ts(s))),
+        }
+    }
+
+    fn toleration(key: &str, op: &str, effect: &str, seconds: Option<i64>) -> Toleration {
+        Toleration {
+            key: (!key.is_empty()).then(|| key.into()),
+            operator: Some(op.into()),
+            effect: (!effect.is_empty()).then(|| effect.into()),
+            toleration_seconds: seconds,
+            value: None,
+        }
+    }
+
+    fn pod(tolerations: Vec<Toleration>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                tolerations: Some(tolerations),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn heartbeat_is_the_latest_of_lease_and_status() {
+        let n = node(vec![cond("Ready", "True", Some(ts(10)))]);
+        let lease = Lease {
+            spec: Some(LeaseSpec {
+                renew_time: Some(MicroTime(ts(30))),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(last_heartbeat(&n, Some(&lease)), Some(ts(30)));
+        assert_eq!(last_heartbeat(&n, None), Some(ts(10)));
+        let mut bare = node(vec![]);
+        assert_eq!(last_heartbeat(&bare, None), None);
+        bare.metadata.creation_timestamp = Some(Time(ts(5)));
+        assert_eq!(last_heartbeat(&bare, None), Some(ts(5)));
+    }
+
+    #[test]
+    fn silent_node_conditions_become_unknown() {
+        let conds = vec![
+            cond("Ready", "True", Some(ts(0))),
+            cond("MemoryPressure", "False", Some(ts(0))),
+            cond("NetworkUnavailable", "False", None),
+        ];
+        let out = mark_unknown(&conds, ts(50)).unwrap();
+        let ready = out.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.status, "Unknown");
+        assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("Kubelet stopped posting node status.")
+        );
+        assert_eq!(ready.last_transition_time, Some(Time(ts(50))));
+        assert_eq!(ready.last_heartbeat_time, Some(Time(ts(0))));
+        // Missing kubelet conditions are added, others left alone.
+        let disk = out.iter().find(|c| c.type_ == "DiskPressure").unwrap();
+        assert_eq!(disk.reason.as_deref(), Some("NodeStatusNeverUpdated"));
+        let net = out
+            .iter()
+            .find(|c| c.type_ == "NetworkUnavailable")
+            .unwrap();
+        assert_eq!(net.status, "False");
+        // Idempotent.
+        assert!(mark_unknown(&out, ts(60)).is_none());
+    }
+
+    #[test]
+    fn taints_follow_ready() {
+        let other = taint("dedicated", "NoSchedule", None);
+        let out = desired_taints(std::slice::from_ref(&other), Some("Unknown"), ts(1)).unwrap();
+        assert_eq!(out.len(), 3);
+        assert!(out.contains(&other));
+        assert!(out.contains(&taint(TAINT_UNREACHABLE, "NoExecute", Some(1))));
+        assert!(out.contains(&taint(TAINT_UNREACHABLE, "NoSchedule", None)));
+        // Stable: timeAdded is kept.
+        assert!(desired_taints(&out, Some("Unknown"), ts(9)).is_none());
+        // Ready=False swaps unreachable for not-ready.
+        let nr = desired_taints(&out, Some("False"), ts(9)).unwrap();
+        assert!(nr.contains(&taint(TAINT_NOT_READY, "NoExecute", Some(9))));
+        assert!(!nr.iter().any(|t| t.key == TAINT_UNREACHABLE));
+        // Recovery removes them, and only them.
+        assert_eq!(
+            desired_taints(&nr, Some("True"), ts(9)).unwrap(),
+            vec![other.clone()]
+        );
+        assert!(desired_taints(&[other], Some("True"), ts(9)).is_none());
+    }
+
+    #[test]
+    fn toleration_matching() {
+        let t = taint(TAINT_UNREACHABLE, "NoExecute", None);
+        assert!(tolerates(
+            &toleration(TAINT_UNREACHABLE, "Exists", "NoExecute", None),
+            &t
+        ));
+        assert!(tolerates(
+            &toleration(TAINT_UNREACHABLE, "Exists", "", None),
+            &t
+        ));
+        assert!(tolerates(&toleration("", "Exists", "", None), &t));
+        assert!(!tolerates(
+            &toleration(TAINT_UNREACHABLE, "Exists", "NoSchedule", None),
+            &t
+        ));
+        assert!(!tolerates(
+            &toleration(TAINT_NOT_READY, "Exists", "", None),
+            &t
+        ));
+        let mut eq = toleration("k", "Equal", "", None);
+        eq.value = Some("v".into());
+        let mut kv = taint("k", "NoExecute", None);
+        kv.value = Some("v".into());
+        assert!(tolerates(&eq, &kv));
+        kv.value = Some("w".into());
+        assert!(!tolerates(&eq, &kv));
+    }
+
+    #[test]
+    fn eviction_times() {
+        let taints = [
+            taint(TAINT_UNREACHABLE, "NoExecute", Some(100)),
+            taint(TAINT_UNREACHABLE, "NoSchedule", None),
+        ];
+        // No NoExecute taint: never.
+        assert_eq!(
+            eviction(&pod(vec![]), &taints[1..], ts(0), 300),
+            Eviction::Never
+        );
+        // The admission default: 300 s after the taint was added.
+        let p = pod(vec![toleration(
+            TAINT_UNREACHABLE,
+            "Exists",
+            "NoExecute",
+            Some(300),
+        )]);
+        assert_eq!(eviction(&p, &taints, ts(150), 2), Eviction::At(ts(400)));
+        assert_eq!(eviction(&p, &taints, ts(400), 2), Eviction::Now);
+        // No toleration at all: the configured default for the node-lifecycle taints.
+        assert_eq!(
+            eviction(&pod(vec![]), &taints, ts(101), 2),
+            Eviction::At(ts(102))
+        );
+        // Unbounded toleration: never.
+        let forever = pod(vec![toleration("", "Exists", "", None)]);
+        assert_eq!(eviction(&forever, &taints, ts(10_000), 2), Eviction::Never);
+        // The smallest bound wins; zero or less is at once.
+        let two = pod(vec![
+            toleration(TAINT_UNREACHABLE, "Exists", "NoExecute", Some(60)),
+            toleration("", "Exists", "", Some(30)),
+        ]);
+        assert_eq!(eviction(&two, &taints, ts(101), 2), Eviction::At(ts(130)));
+        let zero = pod(vec![toleration(TAINT_UNREACHABLE, "Exists", "", Some(0))]);
+        assert_eq!(eviction(&zero, &taints, ts(101), 2), Eviction::Now);
+        // Another NoExecute taint not tolerated: at once.
+        let mut more = taints.to_vec();
+        more.push(taint("maintenance", "NoExecute", Some(100)));
+        assert_eq!(eviction(&p, &more, ts(101), 2), Eviction::Now);
+    }
+
+    #[test]
+    fn pods_marked_not_ready_and_disrupted() {
+        let conds = vec![PodCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            ..Default::default()
+        }];
+        let out = pod_not_ready(&conds, ts(3)).unwrap();
+        assert_eq!(out[0].status, "False");
+        assert_eq!(out[0].last_transition_time, Some(Time(ts(3))));
+        assert!(pod_not_ready(&out, ts(4)).is_none());
+        assert!(pod_not_ready(&[], ts(4)).is_none());
+        let d = with_disruption_target(&out, ts(5));
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[1].reason.as_deref(), Some("DeletionByTaintManager"));
+    }
+
+    #[test]
+    fn retry_backs_off() {
+        assert_eq!(retry_delay(1), Duration::from_millis(100));
+        assert_eq!(retry_delay(2), Duration::from_millis(200));
+        assert_eq!(retry_delay(40), Duration::from_secs(30));
+    }
+}
