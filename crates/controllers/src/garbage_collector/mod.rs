@@ -1,0 +1,574 @@
+//! The garbage collector: deletes objects whose owners are gone, and carries out the
+//! `Foreground` and `Orphan` deletion propagation policies.
+//!
+//! Kubernetes' behaviour (see "Garbage Collection" and "Owners and Dependents" in its docs):
+//! - A dependent none of whose owners exists any more (404, or a different uid) is deleted
+//!   in the background.
+//! - An owner deleted with `propagationPolicy=Foreground` carries the `foregroundDeletion`
+//!   finalizer; its dependents are deleted, and the finalizer is removed once no dependent
+//!   with `blockOwnerDeletion=true` is left.
+//! - An owner deleted with `propagationPolicy=Orphan` carries the `orphan` finalizer; its
+//!   dependents lose their reference to it, then the finalizer is removed.
+//!
+//! Every served resource that can be listed, watched and deleted is watched through the
+//! metadata-only API. One kube-runtime `Controller` per resource reconciles its objects;
+//! a shared owner → dependents graph (built from the same watch events) wakes the
+//! dependents of an object that changed or went away, and the owners of a dependent.
+
+mod decide;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
+use kube::discovery::{verbs, Discovery, Scope};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use serde_json::json;
+
+pub use decide::{decide_dependent, foreground_blockers, DependentDecision, OwnerState};
+
+/// Finalizer of an owner being deleted in the foreground.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// Finalizer of an owner whose dependents are to be orphaned.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
+type Meta = PartialObjectMeta<DynamicObject>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("discovering the served resources: {0}")]
+    Discovery(#[source] kube::Error),
+    #[error("API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("no served resource for owner kind {kind} ({api_version})")]
+    UnknownKind { api_version: String, kind: String },
+    #[error("the dependency graph has not finished its initial listing")]
+    NotSynced,
+}
+
+/// One watched resource.
+#[derive(Clone, Debug)]
+struct Kind {
+    ar: ApiResource,
+    namespaced: bool,
+}
+
+/// An object as the graph knows it: where it is and whom it references.
+#[derive(Clone, Debug)]
+struct GraphNode {
+    kind: usize,
+    namespace: Option<String>,
+    name: String,
+    owners: Vec<OwnerReference>,
+}
+
+/// Owner → dependents, from the metadata of every watched object.
+#[derive(Default)]
+struct Graph {
+    nodes: HashMap<String, GraphNode>,
+    dependents: HashMap<String, HashSet<String>>,
+    /// Per kind: its initial listing is complete.
+    synced: Vec<bool>,
+    /// Per kind: uids seen since the watch (re)started its listing.
+    relisting: Vec<Option<HashSet<String>>>,
+}
+
+impl Graph {
+    fn remove(&mut self, uid: &str) -> Option<GraphNode> {
+        let node = self.nodes.remove(uid)?;
+        for o in &node.owners {
+            if let Some(set) = self.dependents.get_mut(&o.uid) {
+                set.remove(uid);
+                if set.is_empty() {
+                    self.dependents.remove(&o.uid);
+                }
+            }
+        }
+        Some(node)
+    }
+
+    fn upsert(&mut self, uid: &str, node: GraphNode) -> Option<GraphNode> {
+        let old = self.remove(uid);
+        for o in &node.owners {
+            self.dependents
+                .entry(o.uid.clone())
+                .or_default()
+                .insert(uid.to_string());
+        }
+        self.nodes.insert(uid.to_string(), node);
+        old
+    }
+
+    /// The objects referencing `owner_uid`, with their reference to it.
+    fn dependents_of(&self, owner_uid: &str) -> Vec<(String, &GraphNode, &OwnerReference)> {
+        let Some(set) = self.dependents.get(owner_uid) else {
+            return Vec::new();
+        };
+        set.iter()
+            .filter_map(|d| {
+                let n = self.nodes.get(d)?;
+                let r = n.owners.iter().find(|o| o.uid == owner_uid)?;
+                Some((d.clone(), n, r))
+            })
+            .collect()
+    }
+
+    fn all_synced(&self) -> bool {
+        self.synced.iter().all(|s| *s)
+    }
+}
+
+struct Ctx {
+    client: kube::Client,
+    kinds: Vec<Kind>,
+    /// (apiVersion, kind) → index into `kinds`.
+    by_version_kind: HashMap<(String, String), usize>,
+    /// (group, kind) → index, for references naming another version of a served kind.
+    by_group_kind: HashMap<(String, String), usize>,
+    graph: Mutex<Graph>,
+    triggers: Vec<mpsc::UnboundedSender<ObjectRef<Meta>>>,
+    recorder: events::EventRecorder,
+}
+
+impl Ctx {
+    fn graph(&self) -> MutexGuard<'_, Graph> {
+        // A panic while holding the lock leaves a consistent-enough graph: keep going.
+        self.graph.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn api(&self, kind: usize, namespace: Option<&str>) -> Api<DynamicObject> {
+        let k = &self.kinds[kind];
+        match namespace {
+            Some(ns) if k.namespaced => Api::namespaced_with(self.client.clone(), ns, &k.ar),
+            _ => Api::all_with(self.client.clone(), &k.ar),
+        }
+    }
+
+    fn kind_of(&self, api_version: &str, kind: &str) -> Option<usize> {
+        if let Some(i) = self
+            .by_version_kind
+            .get(&(api_version.to_string(), kind.to_string()))
+        {
+            return Some(*i);
+        }
+        let group = api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or_default();
+        self.by_group_kind
+            .get(&(group.to_string(), kind.to_string()))
+            .copied()
+    }
+
+    /// Wakes the controller of the object `uid`, if the graph knows it.
+    fn wake(&self, graph: &Graph, uid: &str) {
+        if let Some(n) = graph.nodes.get(uid) {
+            self.wake_node(n);
+        }
+    }
+
+    fn wake_node(&self, n: &GraphNode) {
+        let mut r = ObjectRef::<Meta>::new_with(&n.name, self.kinds[n.kind].ar.clone());
+        if let Some(ns) = &n.namespace {
+            r = r.within(ns);
+        }
+        // A closed channel means that controller stopped (shutdown): nothing to wake.
+        let _ = self.triggers[n.kind].unbounded_send(r);
+    }
+
+    /// Records a watch event of `kind` in the graph and wakes whoever it concerns: the
+    /// object's dependents (their owner changed or went) and its owners, old and new (a
+    /// foreground-deleting owner waits for its dependents to go).
+    fn observe(&self, kind: usize, event: &watcher::Event<Meta>) {
+        let mut g = self.graph();
+        let mut touched: Vec<String> = Vec::new();
+        match event {
+            watcher::Event::Init => {
+                g.relisting[kind] = Some(HashSet::new());
+            }
+            watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                if let watcher::Event::InitApply(_) = event {
+                    if let (Some(seen), Some(uid)) = (&mut g.relisting[kind], &obj.metadata.uid) {
+                        seen.insert(uid.clone());
+                    }
+                }
+                if let Some(uid) = obj.metadata.uid.clone() {
+                    let node = GraphNode {
+                        kind,
+                        namespace: obj.metadata.namespace.clone(),
+                        name: obj.metadata.name.clone().unwrap_or_default(),
+                        owners: obj.metadata.owner_references.clone().unwrap_or_default(),
+                    };
+                    touched.extend(node.owners.iter().map(|o| o.uid.clone()));
+                    if let Some(old) = g.upsert(&uid, node) {
+                        touched.extend(old.owners.into_iter().map(|o| o.uid));
+                    }
+                    touched.extend(g.dependents.get(&uid).into_iter().flatten().cloned());
+                }
+            }
+            watcher::Event::Delete(obj) => {
+                if let Some(uid) = &obj.metadata.uid {
+                    touched.extend(g.dependents.get(uid).into_iter().flatten().cloned());
+                    if let Some(old) = g.remove(uid) {
+                        touched.extend(old.owners.into_iter().map(|o| o.uid));
+                    }
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(seen) = g.relisting[kind].take() {
+                    let gone: Vec<String> = g
+                        .nodes
+                        .iter()
+                        .filter(|(uid, n)| n.kind == kind && !seen.contains(*uid))
+                        .map(|(uid, _)| uid.clone())
+                        .collect();
+                    for uid in gone {
+                        touched.extend(g.dependents.get(&uid).into_iter().flatten().cloned());
+                        if let Some(old) = g.remove(&uid) {
+                            touched.extend(old.owners.into_iter().map(|o| o.uid));
+                        }
+                    }
+                }
+                g.synced[kind] = true;
+            }
+        }
+        for uid in touched {
+            self.wake(&g, &uid);
+        }
+    }
+}
+
+/// Runs the garbage collector until `shutdown` resolves.
+pub async fn run(
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(Error::Discovery)?;
+    let mut kinds = Vec::new();
+    for group in discovery.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            if caps.supports_operation(verbs::LIST)
+                && caps.supports_operation(verbs::WATCH)
+                && caps.supports_operation(verbs::DELETE)
+            {
+                kinds.push(Kind {
+                    ar,
+                    namespaced: caps.scope == Scope::Namespaced,
+                });
+            }
+        }
+    }
+    let mut by_version_kind = HashMap::new();
+    let mut by_group_kind = HashMap::new();
+    for (i, k) in kinds.iter().enumerate() {
+        by_version_kind.insert((k.ar.api_version.clone(), k.ar.kind.clone()), i);
+        by_group_kind
+            .entry((k.ar.group.clone(), k.ar.kind.clone()))
+            .or_insert(i);
+    }
+    let mut triggers = Vec::with_capacity(kinds.len());
+    let mut receivers = Vec::with_capacity(kinds.len());
+    for _ in &kinds {
+        let (tx, rx) = mpsc::unbounded();
+        triggers.push(tx);
+        receivers.push(rx);
+    }
+    let graph = Graph {
+        synced: vec![false; kinds.len()],
+        relisting: vec![None; kinds.len()],
+        ..Graph::default()
+    };
+    let ctx = Arc::new(Ctx {
+        recorder: events::EventRecorder::for_component(
+            client.clone(),
+            "garbage-collector-controller",
+            None,
+        ),
+        client,
+        kinds: kinds.clone(),
+        by_version_kind,
+        by_group_kind,
+        graph: Mutex::new(graph),
+        triggers,
+    });
+    tracing::info!(resources = kinds.len(), "garbage collector watching");
+
+    let shutdown = shutdown.shared();
+    let mut controllers = Vec::with_capacity(kinds.len());
+    for ((i, kind), rx) in kinds.into_iter().enumerate().zip(receivers) {
+        let api = Api::<Meta>::all_with(ctx.client.clone(), &kind.ar);
+        let writer = reflector::store::Writer::<Meta>::new(kind.ar.clone());
+        let reader = writer.as_reader();
+        let observer = ctx.clone();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .inspect(move |e| {
+                if let Ok(e) = e {
+                    observer.observe(i, e);
+                }
+            });
+        let stream = reflector::reflector(writer, stream).applied_objects();
+        let ctx = ctx.clone();
+        let controller = Controller::for_stream_with(stream, reader, kind.ar.clone())
+            .reconcile_on(rx)
+            .graceful_shutdown_on(shutdown.clone())
+            .run(move |obj, ctx| reconcile(obj, ctx, i), error_policy, ctx)
+            .for_each(|res| async move {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "garbage collector reconcile failed");
+                }
+            });
+        controllers.push(tokio::spawn(controller));
+    }
+    for c in controllers {
+        // A panicking controller task is a bug; the others keep running until shutdown.
+        if let Err(e) = c.await {
+            tracing::error!(error = %e, "garbage collector controller task failed");
+        }
+    }
+    Ok(())
+}
+
+fn error_policy(_obj: Arc<Meta>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    match err {
+        Error::NotSynced => Action::requeue(Duration::from_millis(500)),
+        _ => Action::requeue(Duration::from_secs(2)),
+    }
+}
+
+async fn reconcile(obj: Arc<Meta>, ctx: Arc<Ctx>, kind: usize) -> Result<Action, Error> {
+    let Some(uid) = obj.metadata.uid.clone() else {
+        return Ok(Action::await_change());
+    };
+    let finalizers = obj.metadata.finalizers.clone().unwrap_or_default();
+    let has = |f: &str| finalizers.iter().any(|x| x == f);
+    if obj.metadata.deletion_timestamp.is_some() {
+        if has(ORPHAN_FINALIZER) {
+            orphan_dependents(&ctx, &obj, &uid, kind).await?;
+            return Ok(Action::await_change());
+        }
+        if has(FOREGROUND_FINALIZER) {
+            process_foreground(&ctx, &obj, &uid, kind).await?;
+        }
+        // Already on its way out: its owners no longer matter.
+        return Ok(Action::await_change());
+    }
+    let refs = obj.metadata.owner_references.clone().unwrap_or_default();
+    if refs.is_empty() {
+        return Ok(Action::await_change());
+    }
+    attempt_to_delete(&ctx, &obj, &uid, kind, refs).await
+}
+
+/// What the API says about one owner of an object in `namespace` (of kind `dep_kind`).
+async fn owner_state(
+    ctx: &Ctx,
+    dep_kind: usize,
+    namespace: Option<&str>,
+    r: &OwnerReference,
+) -> Result<OwnerState, Error> {
+    let Some(k) = ctx.kind_of(&r.api_version, &r.kind) else {
+        return Err(Error::UnknownKind {
+            api_version: r.api_version.clone(),
+            kind: r.kind.clone(),
+        });
+    };
+    // A cluster-scoped dependent cannot have a namespaced owner: that reference is dangling.
+    if ctx.kinds[k].namespaced && !ctx.kinds[dep_kind].namespaced {
+        return Ok(OwnerState::Absent);
+    }
+    let api = ctx.api(k, namespace);
+    let found = api.get_metadata_opt(&r.name).await?;
+    Ok(decide::owner_state_of(
+        r,
+        found.as_ref().map(|m| &m.metadata),
+    ))
+}
+
+async fn attempt_to_delete(
+    ctx: &Ctx,
+    obj: &Meta,
+    uid: &str,
+    kind: usize,
+    refs: Vec<OwnerReference>,
+) -> Result<Action, Error> {
+    let ns = obj.metadata.namespace.as_deref();
+    let mut owners = Vec::with_capacity(refs.len());
+    for r in refs {
+        let state = owner_state(ctx, kind, ns, &r).await?;
+        if state == OwnerState::Absent
+            && ctx
+                .kind_of(&r.api_version, &r.kind)
+                .is_some_and(|k| ctx.kinds[k].namespaced && !ctx.kinds[kind].namespaced)
+        {
+            ctx.recorder.object_event(
+                object_reference(ctx, kind, obj),
+                events::EventType::Warning,
+                "OwnerRefInvalidNamespace",
+                format!(
+                    "ownerRef [{}, namespace: , name: {}, uid: {}] does not exist in namespace \"\"",
+                    r.kind, r.name, r.uid
+                ),
+            );
+        }
+        owners.push((r, state));
+    }
+    let has_dependents = !ctx.graph().dependents_of(uid).is_empty();
+    let finalizers = obj.metadata.finalizers.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    match decide_dependent(&owners, has_dependents, &finalizers) {
+        DependentDecision::Keep => {}
+        DependentDecision::SetOwnerReferences(refs) => {
+            tracing::debug!(%name, "garbage collector: dropping dangling owner references");
+            let patch = json!({"metadata": {
+                "uid": uid,
+                "resourceVersion": obj.metadata.resource_version,
+                "ownerReferences": refs,
+            }});
+            ctx.api(kind, ns)
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        DependentDecision::Delete(policy) => {
+            tracing::debug!(%name, ?policy, "garbage collector: deleting a dependent whose owners are gone");
+            let dp = DeleteParams {
+                propagation_policy: Some(policy),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match ctx.api(kind, ns).delete(&name, &dp).await {
+                Ok(_) => {}
+                // Gone already, or replaced by a new object of that name: nothing to do.
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// Foreground deletion of an owner: wake its dependents (they see a waiting owner and go),
+/// and once no blocking dependent is left, remove the finalizer.
+async fn process_foreground(ctx: &Ctx, obj: &Meta, uid: &str, kind: usize) -> Result<(), Error> {
+    let blockers = {
+        let g = ctx.graph();
+        if !g.all_synced() {
+            return Err(Error::NotSynced);
+        }
+        let deps = g.dependents_of(uid);
+        for (_, n, _) in &deps {
+            ctx.wake_node(n);
+        }
+        foreground_blockers(deps.iter().map(|(_, _, r)| *r))
+    };
+    if blockers > 0 {
+        tracing::debug!(name = ?obj.metadata.name, blockers, "foreground deletion waits for dependents");
+        return Ok(());
+    }
+    remove_finalizer(ctx, obj, uid, kind, FOREGROUND_FINALIZER).await
+}
+
+/// Orphan deletion: drop the reference to this owner from every dependent, then let it go.
+async fn orphan_dependents(ctx: &Ctx, obj: &Meta, uid: &str, kind: usize) -> Result<(), Error> {
+    let deps: Vec<GraphNode> = {
+        let g = ctx.graph();
+        if !g.all_synced() {
+            return Err(Error::NotSynced);
+        }
+        g.dependents_of(uid)
+            .into_iter()
+            .map(|(_, n, _)| n.clone())
+            .collect()
+    };
+    for d in deps {
+        let api = ctx.api(d.kind, d.namespace.as_deref());
+        let Some(current) = api.get_metadata_opt(&d.name).await? else {
+            continue;
+        };
+        let refs = current
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default();
+        let Some(kept) = decide::without_owner(&refs, uid) else {
+            continue;
+        };
+        let patch = json!({"metadata": {
+            "uid": current.metadata.uid,
+            "resourceVersion": current.metadata.resource_version,
+            "ownerReferences": kept,
+        }});
+        match api
+            .patch(&d.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    remove_finalizer(ctx, obj, uid, kind, ORPHAN_FINALIZER).await
+}
+
+async fn remove_finalizer(
+    ctx: &Ctx,
+    obj: &Meta,
+    uid: &str,
+    kind: usize,
+    finalizer: &str,
+) -> Result<(), Error> {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let api = ctx.api(kind, obj.metadata.namespace.as_deref());
+    let Some(current) = api.get_metadata_opt(&name).await? else {
+        return Ok(());
+    };
+    if current.metadata.uid.as_deref() != Some(uid) {
+        return Ok(());
+    }
+    let finalizers = current.metadata.finalizers.clone().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == finalizer) {
+        return Ok(());
+    }
+    let kept: Vec<&String> = finalizers.iter().filter(|f| *f != finalizer).collect();
+    let patch = json!({"metadata": {
+        "uid": uid,
+        "resourceVersion": current.metadata.resource_version,
+        "finalizers": kept,
+    }});
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn object_reference(ctx: &Ctx, kind: usize, obj: &Meta) -> ObjectReference {
+    let ar = &ctx.kinds[kind].ar;
+    ObjectReference {
+        api_version: Some(ar.api_version.clone()),
+        kind: Some(ar.kind.clone()),
+        name: obj.metadata.name.clone(),
+        namespace: obj.metadata.namespace.clone(),
+        uid: obj.metadata.uid.clone(),
+        resource_version: obj.metadata.resource_version.clone(),
+        field_path: None,
+    }
+}
