@@ -1,1 +1,715 @@
-//! See the crate documentation.
+//! The ReplicaSet controller: keeps `spec.replicas` active pods stamped from
+//! `spec.template`, as kube-controller-manager's does.
+//!
+//! - Pods are claimed by selector and controller ownerReference: matching orphans are
+//!   adopted, owned pods that no longer match are released.
+//! - Terminating pods (deletionTimestamp) and finished pods (Succeeded/Failed) are not
+//!   active: they neither count towards replicas nor get deleted.
+//! - Creations go out in slow-start batches (1, 2, 4, …), at most [`BURST_REPLICAS`] per
+//!   sync; a failed batch stops the sync and sets the ReplicaFailure condition.
+//! - Scale-down deletes the least valuable pods first (see [`deletion_order`]).
+//!
+//! Every sync lists the namespace's pods from the API (a consistent read), so a sync always
+//! sees the pods earlier syncs created and no creation expectations are needed.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, OwnerReference, Time,
+};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use serde_json::json;
+
+use events::{EventRecorder, EventType};
+
+/// The most pods one sync creates or deletes (kube-controller-manager's `BurstReplicas`).
+pub const BURST_REPLICAS: usize = 500;
+
+const COMPONENT: &str = "replicaset-controller";
+const REPLICA_FAILURE: &str = "ReplicaFailure";
+/// A periodic resync, so that nothing is left waiting on a lost event.
+const RESYNC: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("ReplicaSet {0} has no namespace")]
+    NoNamespace(String),
+    #[error("original ReplicaSet {ns}/{name} is gone: got uid {got:?}, wanted {want:?}")]
+    Gone {
+        ns: String,
+        name: String,
+        got: Option<String>,
+        want: Option<String>,
+    },
+    #[error("{0}")]
+    ManageReplicas(String),
+}
+
+struct Context {
+    client: kube::Client,
+    recorder: EventRecorder,
+    /// Consecutive failed syncs per ReplicaSet, for the exponential retry back-off.
+    failures: Mutex<HashMap<ObjectRef<ReplicaSet>, u32>>,
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    let controller = Controller::new(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    let ctx = Arc::new(Context {
+        recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
+        client: client.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+    controller
+        .watches(
+            Api::<Pod>::all(client),
+            watcher::Config::default(),
+            move |pod: Pod| replica_sets_for_pod(&store, &pod),
+        )
+        .graceful_shutdown_on(async move {
+            let _ = stop_rx.await;
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "replicaset sync failed");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// The ReplicaSets a pod's change concerns: its controller if it has one, else every
+/// ReplicaSet of its namespace whose selector matches it (a candidate for adoption).
+fn replica_sets_for_pod(store: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    if let Some(owner) = controller_of(&pod.metadata) {
+        if owner.kind == "ReplicaSet" && owner.api_version.starts_with("apps/") {
+            return vec![ObjectRef::new(&owner.name).within(&ns)];
+        }
+        return Vec::new();
+    }
+    store
+        .state()
+        .into_iter()
+        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|rs| {
+            rs.spec
+                .as_ref()
+                .is_some_and(|s| selector_matches(&s.selector, pod.metadata.labels.as_ref()))
+        })
+        .map(|rs| ObjectRef::from_obj(&*rs))
+        .collect()
+}
+
+fn error_policy(rs: Arc<ReplicaSet>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(&*rs);
+    let n = {
+        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    tracing::debug!(replicaset = %rs.name_any(), error = %err, retries = n, "requeue");
+    Action::requeue(retry_backoff(n))
+}
+
+/// client-go's default per-item rate limiter: 5 ms doubling per failure, at most 1000 s.
+pub fn retry_backoff(failures: u32) -> Duration {
+    let base = Duration::from_millis(5);
+    let max = Duration::from_secs(1000);
+    base.checked_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+        .map_or(max, |d| d.min(max))
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = rs.name_any();
+    let ns = rs
+        .metadata
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let all = pods_api.list(&ListParams::default()).await?.items;
+    let active: Vec<Pod> = all.into_iter().filter(is_pod_active).collect();
+    let owned = claim_pods(&ctx, &rs, &pods_api, active).await?;
+
+    let manage = if rs.metadata.deletion_timestamp.is_none() {
+        manage_replicas(&ctx, &rs, &pods_api, &owned).await
+    } else {
+        Ok(())
+    };
+    let manage_err = manage
+        .as_ref()
+        .err()
+        .map(|(reason, msg)| (*reason, msg.as_str()));
+    let now = jiff::Timestamp::now();
+    let status = calculate_status(&rs, &owned, manage_err, now);
+    if !status_equal(rs.status.as_ref(), &status) {
+        let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+        rs_api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(status_patch(&status)),
+            )
+            .await?;
+    }
+    if let Err((_, msg)) = manage {
+        return Err(Error::ManageReplicas(msg));
+    }
+    ctx.failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&ObjectRef::from_obj(&*rs));
+    let min_ready = min_ready_seconds(&rs);
+    if min_ready > 0
+        && status.ready_replicas.unwrap_or(0) == status.replicas
+        && status.available_replicas.unwrap_or(0) != status.replicas
+    {
+        return Ok(Action::requeue(Duration::from_secs(min_ready as u64)));
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+fn min_ready_seconds(rs: &ReplicaSet) -> i64 {
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .map_or(0, i64::from)
+        .max(0)
+}
+
+fn desired_replicas(rs: &ReplicaSet) -> usize {
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0) as usize
+}
+
+/// Adopts matching orphans and releases owned pods that no longer match; returns the pods
+/// this ReplicaSet owns afterwards.
+async fn claim_pods(
+    ctx: &Context,
+    rs: &ReplicaSet,
+    pods_api: &Api<Pod>,
+    active: Vec<Pod>,
+) -> Result<Vec<Pod>, Error> {
+    let Some(spec) = rs.spec.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let deleting = rs.metadata.deletion_timestamp.is_some();
+    let mut owned = Vec::new();
+    let mut can_adopt: Option<bool> = None;
+    for pod in active {
+        let matches = selector_matches(&spec.selector, pod.metadata.labels.as_ref());
+        match claim_decision(rs, &pod, matches) {
+            Claim::Owned => owned.push(pod),
+            Claim::Ignore => {}
+            Claim::Release if !deleting => {
+                let refs: Vec<OwnerReference> = pod
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .filter(|r| Some(&r.uid) != rs.metadata.uid.as_ref())
+                    .cloned()
+                    .collect();
+                let patch = json!({"metadata": {
+                    "resourceVersion": pod.metadata.resource_version,
+                    "ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { json!(refs) },
+                }});
+                ignore_not_found(
+                    pods_api
+                        .patch(
+                            &pod.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await,
+                )?;
+            }
+            Claim::Release => {}
+            Claim::Adopt if !deleting => {
+                if can_adopt.is_none() {
+                    // A fresh read: never adopt for a ReplicaSet that is gone or going.
+                    let rs_api: Api<ReplicaSet> = Api::namespaced(
+                        ctx.client.clone(),
+                        rs.metadata.namespace.as_deref().unwrap_or_default(),
+                    );
+                    let fresh = rs_api.get(&rs.name_any()).await?;
+                    if fresh.metadata.uid != rs.metadata.uid {
+                        return Err(Error::Gone {
+                            ns: rs.metadata.namespace.clone().unwrap_or_default(),
+                            name: rs.name_any(),
+                            got: fresh.metadata.uid,
+                            want: rs.metadata.uid.clone(),
+                        });
+                    }
+                    can_adopt = Some(fresh.metadata.deletion_timestamp.is_none());
+                }
+                if can_adopt != Some(true) {
+                    continue;
+                }
+                let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
+                refs.push(controller_ref(rs));
+                let patch = json!({"metadata": {
+                    "resourceVersion": pod.metadata.resource_version,
+                    "ownerReferences": refs,
+                }});
+                if let Some(adopted) = ignore_not_found(
+                    pods_api
+                        .patch(
+                            &pod.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await,
+                )? {
+                    owned.push(adopted);
+                }
+            }
+            Claim::Adopt => {}
+        }
+    }
+    Ok(owned)
+}
+
+fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What claiming does with one active pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours and matching.
+    Owned,
+    /// Ours but no longer matching: remove our controller reference.
+    Release,
+    /// An orphan that matches: set our controller reference.
+    Adopt,
+    /// Another controller's, or a non-matching orphan, or terminating.
+    Ignore,
+}
+
+/// Kubernetes' `ClaimObject` decision, before the "is the owner being deleted" checks.
+pub fn claim_decision(rs: &ReplicaSet, pod: &Pod, selector_matches: bool) -> Claim {
+    match controller_of(&pod.metadata) {
+        Some(owner) if Some(&owner.uid) != rs.metadata.uid.as_ref() => Claim::Ignore,
+        Some(_) if selector_matches => Claim::Owned,
+        Some(_) => Claim::Release,
+        None if !selector_matches || pod.metadata.deletion_timestamp.is_some() => Claim::Ignore,
+        None if pod.metadata.namespace != rs.metadata.namespace => Claim::Ignore,
+        None => Claim::Adopt,
+    }
+}
+
+fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+}
+
+/// The controller reference a ReplicaSet puts on its pods.
+pub fn controller_ref(rs: &ReplicaSet) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: rs.name_any(),
+        uid: rs.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Creates or deletes pods towards `spec.replicas`. On failure, the ReplicaFailure
+/// reason (`FailedCreate`/`FailedDelete`) and the error message.
+async fn manage_replicas(
+    ctx: &Context,
+    rs: &ReplicaSet,
+    pods_api: &Api<Pod>,
+    owned: &[Pod],
+) -> Result<(), (&'static str, String)> {
+    let want = desired_replicas(rs);
+    if owned.len() < want {
+        let count = (want - owned.len()).min(BURST_REPLICAS);
+        let pod = pod_from_template(rs).map_err(|e| ("FailedCreate", e))?;
+        let pp = PostParams::default();
+        for batch in slow_start_batches(count) {
+            let results =
+                futures::future::join_all((0..batch).map(|_| pods_api.create(&pp, &pod))).await;
+            let mut first_err = None;
+            for r in results {
+                match r {
+                    Ok(created) => ctx.recorder.object_event(
+                        rs_reference(rs),
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", created.name_any()),
+                    ),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        ctx.recorder.object_event(
+                            rs_reference(rs),
+                            EventType::Warning,
+                            "FailedCreate",
+                            format!("Error creating: {msg}"),
+                        );
+                        first_err.get_or_insert(msg);
+                    }
+                }
+            }
+            if let Some(msg) = first_err {
+                return Err(("FailedCreate", msg));
+            }
+        }
+    } else if owned.len() > want {
+        let count = (owned.len() - want).min(BURST_REPLICAS);
+        let now = jiff::Timestamp::now();
+        let victims: Vec<&Pod> = deletion_order(owned, now)
+            .into_iter()
+            .take(count)
+            .map(|i| &owned[i])
+            .collect();
+        let results = futures::future::join_all(victims.iter().map(|p| async move {
+            let name = p.name_any();
+            (
+                name.clone(),
+                ignore_not_found(pods_api.delete(&name, &DeleteParams::default()).await),
+            )
+        }))
+        .await;
+        let mut first_err = None;
+        for (name, r) in results {
+            match r {
+                Ok(_) => ctx.recorder.object_event(
+                    rs_reference(rs),
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {name}"),
+                ),
+                Err(e) => {
+                    let msg = e.to_string();
+                    ctx.recorder.object_event(
+                        rs_reference(rs),
+                        EventType::Warning,
+                        "FailedDelete",
+                        format!("Error deleting: {msg}"),
+                    );
+                    first_err.get_or_insert(msg);
+                }
+            }
+        }
+        if let Some(msg) = first_err {
+            return Err(("FailedDelete", msg));
+        }
+    }
+    Ok(())
+}
+
+fn rs_reference(rs: &ReplicaSet) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: Some("ReplicaSet".into()),
+        name: rs.metadata.name.clone(),
+        namespace: rs.metadata.namespace.clone(),
+        uid: rs.metadata.uid.clone(),
+        resource_version: rs.metadata.resource_version.clone(),
+        field_path: None,
+    }
+}
+
+/// Batch sizes of a slow start over `count` creations: 1, 2, 4, … and the remainder.
+pub fn slow_start_batches(count: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut remaining = count;
+    let mut size = 1usize.min(remaining);
+    while size > 0 {
+        out.push(size);
+        remaining -= size;
+        size = size.saturating_mul(2).min(remaining);
+    }
+    out
+}
+
+/// The pod a ReplicaSet creates: its template's labels, annotations, finalizers and spec,
+/// named `<rs>-<random>`, controlled by the ReplicaSet.
+pub fn pod_from_template(rs: &ReplicaSet) -> Result<Pod, String> {
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
+    let meta = template.metadata.unwrap_or_default();
+    if meta.labels.as_ref().is_none_or(BTreeMap::is_empty) {
+        return Err("unable to create pods, no labels".into());
+    }
+    Ok(Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", rs.name_any())),
+            namespace: rs.metadata.namespace.clone(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![controller_ref(rs)]),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
+    })
+}
+
+/// Active pods: not terminating and not finished.
+pub fn is_pod_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+pub fn is_pod_ready(pod: &Pod) -> bool {
+    ready_condition(pod).is_some_and(|c| c.status == "True")
+}
+
+/// Ready for at least `min_ready_seconds` (Kubernetes' `IsPodAvailable`).
+pub fn is_pod_available(pod: &Pod, min_ready_seconds: i64, now: jiff::Timestamp) -> bool {
+    let Some(c) = ready_condition(pod).filter(|c| c.status == "True") else {
+        return false;
+    };
+    if min_ready_seconds == 0 {
+        return true;
+    }
+    c.last_transition_time.as_ref().is_some_and(|t| {
+        t.0.checked_add(jiff::SignedDuration::from_secs(min_ready_seconds))
+            .is_ok_and(|avail| avail < now)
+    })
+}
+
+/// Whether `labels` satisfy a label selector (an empty selector matches everything).
+pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let empty = BTreeMap::new();
+    let labels = labels.unwrap_or(&empty);
+    let by_labels = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    by_labels
+        && sel.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// The status a sync reports: counts over the owned active pods, observedGeneration, and
+/// the ReplicaFailure condition set by a failed create/delete and cleared by a clean sync.
+pub fn calculate_status(
+    rs: &ReplicaSet,
+    owned: &[Pod],
+    manage_err: Option<(&str, &str)>,
+    now: jiff::Timestamp,
+) -> ReplicaSetStatus {
+    let template_labels = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let min_ready = min_ready_seconds(rs);
+    let mut fully_labeled = 0;
+    let mut ready = 0;
+    let mut available = 0;
+    for pod in owned {
+        let labels = pod.metadata.labels.as_ref();
+        if template_labels
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        {
+            fully_labeled += 1;
+        }
+        if is_pod_ready(pod) {
+            ready += 1;
+            if is_pod_available(pod, min_ready, now) {
+                available += 1;
+            }
+        }
+    }
+    let mut conditions = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let has_failure = conditions.iter().any(|c| c.type_ == REPLICA_FAILURE);
+    match manage_err {
+        Some((reason, message)) if !has_failure => conditions.push(ReplicaSetCondition {
+            type_: REPLICA_FAILURE.into(),
+            status: "True".into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            last_transition_time: Some(Time(now)),
+        }),
+        None if has_failure => conditions.retain(|c| c.type_ != REPLICA_FAILURE),
+        _ => {}
+    }
+    ReplicaSetStatus {
+        replicas: owned.len() as i32,
+        fully_labeled_replicas: Some(fully_labeled),
+        ready_replicas: Some(ready),
+        available_replicas: Some(available),
+        observed_generation: rs.metadata.generation,
+        conditions: (!conditions.is_empty()).then_some(conditions),
+        ..Default::default()
+    }
+}
+
+/// Equal as stored: absent counts are zero, absent conditions are none.
+fn status_equal(old: Option<&ReplicaSetStatus>, new: &ReplicaSetStatus) -> bool {
+    let Some(old) = old else {
+        return false;
+    };
+    let n = |v: Option<i32>| v.unwrap_or(0);
+    old.replicas == new.replicas
+        && n(old.fully_labeled_replicas) == n(new.fully_labeled_replicas)
+        && n(old.ready_replicas) == n(new.ready_replicas)
+        && n(old.available_replicas) == n(new.available_replicas)
+        && old.observed_generation == new.observed_generation
+        && old.conditions.as_deref().unwrap_or_default()
+            == new.conditions.as_deref().unwrap_or_default()
+}
+
+/// A merge patch that sets every field of the status, clearing absent conditions.
+fn status_patch(s: &ReplicaSetStatus) -> serde_json::Value {
+    json!({"status": {
+        "replicas": s.replicas,
+        "fullyLabeledReplicas": s.fully_labeled_replicas.unwrap_or(0),
+        "readyReplicas": s.ready_replicas.unwrap_or(0),
+        "availableReplicas": s.available_replicas.unwrap_or(0),
+        "observedGeneration": s.observed_generation,
+        "conditions": s.conditions,
+    }})
+}
+
+/// Indices of `pods` from the least to the most valuable: the order scale-down deletes in
+/// (Kubernetes' `ActivePodsWithRanks`, the rank being the number of these pods on the
+/// same node):
+/// unassigned before assigned; Pending before Unknown before Running; not ready before
+/// ready; more pods doubled up on the node first; for ready pods, ready more recently
+/// first; more container restarts first; newer first.
+pub fn deletion_order(pods: &[Pod], _now: jiff::Timestamp) -> Vec<usize> {
+    let mut on_node: HashMap<&str, usize> = HashMap::new();
+    for p in pods {
+        *on_node.entry(node_name(p)).or_insert(0) += 1;
+    }
+    let rank = |p: &Pod| on_node.get(node_name(p)).copied().unwrap_or(0);
+    let mut idx: Vec<usize> = (0..pods.len()).collect();
+    idx.sort_by(|&i, &j| less_valuable_first(&pods[i], rank(&pods[i]), &pods[j], rank(&pods[j])));
+    idx
+}
+
+fn node_name(p: &Pod) -> &str {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("")
+}
+
+fn phase_ordinal(p: &Pod) -> u8 {
+    match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Unknown") => 1,
+        Some("Running") => 2,
+        _ => 0,
+    }
+}
+
+fn max_restarts(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| c.restart_count)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Newer first, a missing time counting as newest (Kubernetes' `afterOrZero`).
+fn newer_first(a: Option<jiff::Timestamp>, b: Option<jiff::Timestamp>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => b.cmp(&a),
+    }
+}
+
+fn less_valuable_first(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize) -> Ordering {
+    let assigned = |p: &Pod| !node_name(p).is_empty();
+    assigned(a)
+        .cmp(&assigned(b))
+        .then_with(|| phase_ordinal(a).cmp(&phase_ordinal(b)))
+        .then_with(|| is_pod_ready(a).cmp(&is_pod_ready(b)))
+        .then_with(|| rank_b.cmp(&rank_a))
+        .then_with(|| {
+            if is_pod_ready(a) && is_pod_ready(b) {
+                let t = |p: &Pod| {
+                    ready_condition(p).and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
+                };
+                newer_first(t(a), t(b))
+            } else {
+                Ordering::Equal
+            }
+        })
+        .then_with(|| max_restarts(b).cmp(&max_restarts(a)))
+        .then_with(|| {
+            newer_first(
+                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            )
+        })
+}
