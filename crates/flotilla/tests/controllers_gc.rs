@@ -1,0 +1,363 @@
+//! The garbage collector end to end: a real `flotilla server`, the collector running in
+//! process against it, objects whose ownerReferences the tests set themselves, and
+//! deletions with each propagation policy (through kube and through kubectl 1.33).
+//!
+//! Each test works in its own namespace, so the tests share nothing and run in parallel.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::Resource;
+use serde_json::json;
+
+use support::Server;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Harness {
+    server: Server,
+    client: kube::Client,
+    ns: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    gc: Option<tokio::task::JoinHandle<Result<(), controllers::garbage_collector::Error>>>,
+}
+
+impl Harness {
+    async fn start(ns: &str) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+        let server = Server::start();
+        let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let mut n = Namespace::default();
+        n.metadata.name = Some(ns.to_string());
+        namespaces.create(&PostParams::default(), &n).await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let gc = tokio::spawn(controllers::garbage_collector::run(client.clone(), async {
+            let _ = stopped.await;
+        }));
+        Harness {
+            server,
+            client,
+            ns: ns.to_string(),
+            stop: Some(stop),
+            gc: Some(gc),
+        }
+    }
+
+    fn cms(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// A ConfigMap owned by `owners` (each with blockOwnerDeletion as given), and held by
+    /// `finalizers`.
+    async fn cm(
+        &self,
+        name: &str,
+        owners: &[(&ConfigMap, bool)],
+        finalizers: &[&str],
+    ) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.to_string());
+        if !owners.is_empty() {
+            cm.metadata.owner_references =
+                Some(owners.iter().map(|(o, b)| owner_ref(*o, *b)).collect());
+        }
+        if !finalizers.is_empty() {
+            cm.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+        }
+        self.cms()
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, name: &str) -> Option<ConfigMap> {
+        self.cms().get_opt(name).await.unwrap()
+    }
+
+    async fn wait_gone(&self, name: &str) {
+        let start = Instant::now();
+        while self.get(name).await.is_some() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{name} was not garbage collected"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls `name` until `check` holds for it, returning it.
+    async fn wait_until(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&ConfigMap) -> bool,
+    ) -> ConfigMap {
+        let start = Instant::now();
+        loop {
+            if let Some(cm) = self.get(name).await {
+                if check(&cm) {
+                    return cm;
+                }
+            }
+            assert!(start.elapsed() < DEADLINE, "{name}: never {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn kubectl(&self, args: Vec<String>) -> String {
+        let kubectl = self.server.kubectl("1.33");
+        let out = tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            kubectl.run(&a)
+        })
+        .await
+        .unwrap();
+        out.expect_success("kubectl").to_string()
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(gc) = self.gc.take() {
+            tokio::time::timeout(DEADLINE, gc)
+                .await
+                .expect("the garbage collector stops on shutdown")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+fn owner_ref<K: Resource<DynamicType = ()>>(o: &K, block: bool) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).to_string(),
+        kind: K::kind(&()).to_string(),
+        name: o.meta().name.clone().unwrap(),
+        uid: o.meta().uid.clone().unwrap(),
+        block_owner_deletion: block.then_some(true),
+        controller: None,
+    }
+}
+
+fn owners_of(cm: &ConfigMap) -> Vec<String> {
+    cm.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+fn finalizers_of(cm: &ConfigMap) -> Vec<String> {
+    cm.metadata.finalizers.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_deletion_collects_a_chain_across_kinds() {
+    let h = Harness::start("gc-background").await;
+    let root = h.cm("root", &[], &[]).await;
+    let mid = h.cm("mid", &[(&root, false)], &[]).await;
+    h.cm("leaf", &[(&mid, false)], &[]).await;
+    // Another kind owned by the root.
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns);
+    let mut s = Secret::default();
+    s.metadata.name = Some("owned-secret".into());
+    s.metadata.owner_references = Some(vec![owner_ref(&root, false)]);
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    // Two owners, one of which stays: it survives, and loses the dangling reference.
+    let keeper = h.cm("keeper", &[], &[]).await;
+    h.cm("shared", &[(&root, false), (&keeper, false)], &[])
+        .await;
+    // An owner that never existed (wrong uid): its dependent goes without any deletion.
+    let mut ghost = ConfigMap::default();
+    ghost.metadata.name = Some("keeper".into());
+    ghost.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    h.cm("orphaned-at-birth", &[(&ghost, false)], &[]).await;
+    h.wait_gone("orphaned-at-birth").await;
+    // Nothing else was touched while the owners exist.
+    assert!(h.get("leaf").await.is_some());
+    assert_eq!(
+        owners_of(&h.get("shared").await.unwrap()),
+        ["root", "keeper"]
+    );
+
+    h.cms()
+        .delete("root", &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_gone("root").await;
+    h.wait_gone("mid").await;
+    h.wait_gone("leaf").await;
+    let start = Instant::now();
+    while secrets.get_opt("owned-secret").await.unwrap().is_some() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the owned secret was not collected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.wait_until("shared", "lost its dangling owner", |cm| {
+        owners_of(cm) == ["keeper"]
+    })
+    .await;
+    assert!(h.get("keeper").await.is_some());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_deletion_keeps_the_owner_until_blocking_dependents_are_gone() {
+    let h = Harness::start("gc-foreground").await;
+    let owner = h.cm("owner", &[], &[]).await;
+    // A blocking dependent held by a finalizer of its own, and a non-blocking one.
+    h.cm("blocker", &[(&owner, true)], &["example.com/hold"])
+        .await;
+    h.cm("follower", &[(&owner, false)], &[]).await;
+
+    let dp = DeleteParams::foreground();
+    h.cms().delete("owner", &dp).await.unwrap();
+    // The owner is Terminating with the foregroundDeletion finalizer; the blocker is being
+    // deleted (its own finalizer holds it), the non-blocking follower is gone.
+    h.wait_until("blocker", "marked for deletion", |cm| {
+        cm.metadata.deletion_timestamp.is_some()
+    })
+    .await;
+    h.wait_gone("follower").await;
+    let o = h
+        .get("owner")
+        .await
+        .expect("the owner waits for its blocking dependent");
+    assert!(o.metadata.deletion_timestamp.is_some());
+    assert!(finalizers_of(&o).contains(&"foregroundDeletion".to_string()));
+
+    // Release the blocker: it goes, and then so does the owner.
+    h.cms()
+        .patch(
+            "blocker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    h.wait_gone("blocker").await;
+    h.wait_gone("owner").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_deletion_leaves_dependents_without_the_reference() {
+    let h = Harness::start("gc-orphan").await;
+    let owner = h.cm("owner", &[], &[]).await;
+    let other = h.cm("other", &[], &[]).await;
+    h.cm("dep-a", &[(&owner, true)], &[]).await;
+    h.cm("dep-b", &[(&owner, false), (&other, false)], &[])
+        .await;
+
+    h.cms()
+        .delete("owner", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    h.wait_gone("owner").await;
+    let a = h.get("dep-a").await.expect("an orphan stays");
+    assert!(
+        owners_of(&a).is_empty(),
+        "dep-a still references {:?}",
+        owners_of(&a)
+    );
+    let b = h.get("dep-b").await.expect("an orphan stays");
+    assert_eq!(owners_of(&b), ["other"]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_cascade_policies() {
+    let h = Harness::start("gc-kubectl").await;
+    let ns = h.ns.clone();
+    let fg = h.cm("fg-owner", &[], &[]).await;
+    h.cm("fg-dep", &[(&fg, true)], &[]).await;
+    let or = h.cm("or-owner", &[], &[]).await;
+    h.cm("or-dep", &[(&or, true)], &[]).await;
+    let bg = h.cm("bg-owner", &[], &[]).await;
+    let bg_mid = h.cm("bg-mid", &[(&bg, true)], &[]).await;
+    h.cm("bg-leaf", &[(&bg_mid, true)], &[]).await;
+
+    // kubectl waits for the foreground deletion to finish: the owner is gone on return,
+    // and so is its dependent (removed before the owner could go).
+    let out = h
+        .kubectl(
+            [
+                "delete",
+                "configmap",
+                "fg-owner",
+                "-n",
+                &ns,
+                "--cascade=foreground",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .await;
+    assert!(out.contains("fg-owner"), "{out}");
+    h.wait_gone("fg-owner").await;
+    assert!(
+        h.get("fg-dep").await.is_none(),
+        "the blocking dependent went first"
+    );
+
+    h.kubectl(
+        [
+            "delete",
+            "configmap",
+            "or-owner",
+            "-n",
+            &ns,
+            "--cascade=orphan",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    h.wait_gone("or-owner").await;
+    let dep = h.get("or-dep").await.expect("orphaned dependent stays");
+    assert!(owners_of(&dep).is_empty());
+
+    h.kubectl(
+        [
+            "delete",
+            "configmap",
+            "bg-owner",
+            "-n",
+            &ns,
+            "--cascade=background",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    h.wait_gone("bg-mid").await;
+    h.wait_gone("bg-leaf").await;
+    // kubectl get sees what is left: only the orphan.
+    let left = h
+        .kubectl(
+            ["get", "configmaps", "-n", &ns, "-o", "name"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .await;
+    assert!(left.contains("configmap/or-dep"), "{left}");
+    assert!(!left.contains("bg-") && !left.contains("fg-"), "{left}");
+    h.stop().await;
+}
