@@ -1,0 +1,373 @@
+//! The Deployment controller end to end: a real `flotilla server` with its scheduler,
+//! simulated nodes that report bound pods Running, the ReplicaSet and Deployment controllers
+//! in process; kubectl (1.33 and 1.29) applies, scales, rolls out and undoes.
+//!
+//! Each test starts its own server and nodes (unique name prefixes), so they run in parallel.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+use serde_json::json;
+
+use support::{Server, ServerOptions};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+struct Harness {
+    server: Server,
+    client: kube::Client,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    version: &'static str,
+}
+
+impl Harness {
+    async fn start(test: &str, nodes: usize, version: &'static str) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+        let server = Server::start_with(ServerOptions {
+            with_scheduler: true,
+            ..Default::default()
+        });
+        let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let sim = agent::simulated::SimulatedConfig {
+            count: nodes,
+            name_prefix: format!("{test}-node"),
+            ..Default::default()
+        };
+        let mut stop = Vec::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(agent::simulated::run(client.clone(), sim, async {
+            let _ = rx.await;
+        }));
+        stop.push(tx);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(controllers::replicaset::run(client.clone(), async {
+            let _ = rx.await;
+        }));
+        stop.push(tx);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(controllers::deployment::run(client.clone(), async {
+            let _ = rx.await;
+        }));
+        stop.push(tx);
+        Harness {
+            server,
+            client,
+            stop,
+            version,
+        }
+    }
+
+    async fn kubectl_output(
+        &self,
+        args: &[&str],
+        stdin: Option<String>,
+    ) -> support::kubectl::KubectlOutput {
+        let mut k = self.server.kubectl(self.version).timeout(DEADLINE);
+        if let Some(s) = stdin {
+            k = k.stdin(s);
+        }
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            k.run(&a)
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn kubectl(&self, args: &[&str], stdin: Option<String>) -> String {
+        let out = self.kubectl_output(args, stdin).await;
+        out.expect_success(&format!("kubectl {args:?}")).to_string()
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    fn replica_sets(&self) -> Api<ReplicaSet> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// Pods of app `app` not being deleted.
+    async fn live_pods(&self, app: &str) -> Vec<Pod> {
+        self.pods()
+            .list(&ListParams::default().labels(&format!("app={app}")))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect()
+    }
+
+    /// Waits until Deployment `name` has exactly `n` live, Running pods, all of `image`, and
+    /// reports them updated and available for its current generation.
+    async fn converged(&self, name: &str, n: usize, image: &str) -> Vec<Pod> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let d = self.deployments().get(name).await.unwrap();
+            let pods = self.live_pods(name).await;
+            let running = pods
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .filter(|p| image_of(p) == image)
+                .count();
+            let st = d.status.clone().unwrap_or_default();
+            let n32 = n as i32;
+            if pods.len() == n
+                && running == n
+                && st.replicas == Some(n32)
+                && st.updated_replicas == Some(n32)
+                && st.ready_replicas == Some(n32)
+                && st.available_replicas == Some(n32)
+                && st.observed_generation == d.metadata.generation
+            {
+                return pods;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never converged to {n} × {image}: {} pods, {running} running, status {st:?}",
+                pods.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The Deployment's ReplicaSets, oldest first.
+    async fn owned_replica_sets(&self, name: &str) -> Vec<ReplicaSet> {
+        let d = self.deployments().get(name).await.unwrap();
+        let uid = d.metadata.uid.unwrap();
+        let mut out: Vec<ReplicaSet> = self
+            .replica_sets()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|r| {
+                r.owner_references()
+                    .iter()
+                    .any(|o| o.uid == uid && o.controller == Some(true))
+            })
+            .collect();
+        out.sort_by_key(|r| r.metadata.creation_timestamp.clone());
+        out
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for s in self.stop.drain(..) {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn image_of(p: &Pod) -> String {
+    p.spec.as_ref().unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+fn annotation(r: &ReplicaSet, k: &str) -> Option<String> {
+    r.annotations().get(k).cloned()
+}
+
+fn manifest(name: &str, replicas: i32, strategy: serde_json::Value) -> String {
+    serde_json::to_string(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": strategy,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/app:1",
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
+            },
+        },
+    }))
+    .unwrap()
+}
+
+/// apply → 3 Running pods; scale to 5 then 2; set image rolls out with at least
+/// replicas − maxUnavailable pods ready at every sample, `rollout status` succeeds; undo
+/// restores the previous image.
+async fn lifecycle(test: &str, version: &'static str) {
+    let h = Harness::start(test, 3, version).await;
+    let strategy = json!({"type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    h.kubectl(&["apply", "-f", "-"], Some(manifest("web", 3, strategy)))
+        .await;
+    h.converged("web", 3, "registry.invalid/app:1").await;
+
+    // One ReplicaSet named after its pod-template-hash, owned by the Deployment.
+    let rss = h.owned_replica_sets("web").await;
+    assert_eq!(rss.len(), 1);
+    let rs = &rss[0];
+    let hash = rs.labels().get("pod-template-hash").cloned().unwrap();
+    assert_eq!(rs.name_any(), format!("web-{hash}"));
+    let spec = rs.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.selector
+            .match_labels
+            .as_ref()
+            .unwrap()
+            .get("pod-template-hash"),
+        Some(&hash)
+    );
+    let tpl_labels = spec
+        .template
+        .as_ref()
+        .unwrap()
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(tpl_labels.get("pod-template-hash"), Some(&hash));
+    assert_eq!(
+        annotation(rs, "deployment.kubernetes.io/revision").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        annotation(rs, "deployment.kubernetes.io/desired-replicas").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        annotation(rs, "deployment.kubernetes.io/max-replicas").as_deref(),
+        Some("4")
+    );
+    let d = h.deployments().get("web").await.unwrap();
+    let conds = d.status.unwrap().conditions.unwrap();
+    let cond = |t: &str| conds.iter().find(|c| c.type_ == t).cloned().unwrap();
+    assert_eq!(
+        cond("Available").reason.as_deref(),
+        Some("MinimumReplicasAvailable")
+    );
+    assert_eq!(
+        cond("Progressing").reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    assert_eq!(
+        cond("Progressing").message,
+        Some(format!(
+            "ReplicaSet \"web-{hash}\" has successfully progressed."
+        ))
+    );
+
+    // Scale through the scale subresource.
+    h.kubectl(&["scale", "deployment/web", "--replicas=5"], None)
+        .await;
+    h.converged("web", 5, "registry.invalid/app:1").await;
+    h.kubectl(&["scale", "deployment/web", "--replicas=2"], None)
+        .await;
+    h.converged("web", 2, "registry.invalid/app:1").await;
+
+    // Roll out a new image, sampling readiness meanwhile: at least 2 − 1 ready pods.
+    h.kubectl(
+        &["set", "image", "deployment/web", "c=registry.invalid/app:2"],
+        None,
+    )
+    .await;
+    let status = {
+        let sampler = async {
+            let mut samples = 0;
+            loop {
+                let ready = h
+                    .live_pods("web")
+                    .await
+                    .iter()
+                    .filter(|p| {
+                        p.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| {
+                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                    })
+                    .count();
+                assert!(ready >= 1, "only {ready} ready pods during the rollout");
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if samples > 10_000 {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            out = h.kubectl_output(&["rollout", "status", "deployment/web", "--timeout=80s"], None) => out,
+            _ = sampler => unreachable!(),
+        }
+    };
+    let stdout = status.expect_success("rollout status");
+    assert!(stdout.contains("successfully rolled out"), "{stdout}");
+    let pods = h.converged("web", 2, "registry.invalid/app:2").await;
+    assert_eq!(pods.len(), 2);
+    let rss = h.owned_replica_sets("web").await;
+    assert_eq!(rss.len(), 2);
+    assert_eq!(rss[0].spec.as_ref().unwrap().replicas, Some(0));
+    assert_eq!(rss[1].spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(
+        annotation(&rss[1], "deployment.kubernetes.io/revision").as_deref(),
+        Some("2")
+    );
+    let d = h.deployments().get("web").await.unwrap();
+    assert_eq!(
+        d.annotations()
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str),
+        Some("2")
+    );
+
+    // Undo: the first ReplicaSet comes back as revision 3.
+    h.kubectl(&["rollout", "undo", "deployment/web"], None)
+        .await;
+    let out = h
+        .kubectl(
+            &["rollout", "status", "deployment/web", "--timeout=80s"],
+            None,
+        )
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    h.converged("web", 2, "registry.invalid/app:1").await;
+    let rss = h.owned_replica_sets("web").await;
+    assert_eq!(rss.len(), 2, "undo reuses the first ReplicaSet");
+    assert_eq!(rss[0].name_any(), format!("web-{hash}"));
+    assert_eq!(rss[0].spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(rss[1].spec.as_ref().unwrap().replicas, Some(0));
+    assert_eq!(
+        annotation(&rss[0], "deployment.kubernetes.io/revision").as_deref(),
+        Some("3")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_kubectl_1_33() {
+    lifecycle("dep133", "1.33").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_kubectl_1_29() {
+    lifecycle("dep129", "1.29").await;
+}
