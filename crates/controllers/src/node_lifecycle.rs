@@ -270,9 +270,14 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        if ready.as_deref() != Some("True") {
-            mark_pod_not_ready(&ctx, &pod, now).await?;
-        }
+        let pod = if ready.as_deref() != Some("True") {
+            match mark_pod_not_ready(&ctx, &pod, now).await? {
+                Some(updated) => Arc::new(updated),
+                None => pod,
+            }
+        } else {
+            pod
+        };
         match eviction(&pod, &taints, now, ctx.config.default_toleration_seconds) {
             Eviction::Never => {}
             Eviction::At(t) => next = Some(next.map_or(t, |n| n.min(t))),
@@ -295,15 +300,20 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
     Ok(Action::requeue(wait))
 }
 
-/// Sets the pod's Ready condition False, as `MarkPodsNotReady` does.
-async fn mark_pod_not_ready(ctx: &Context, pod: &Pod, now: Timestamp) -> Result<(), Error> {
+/// Sets the pod's Ready condition False, as `MarkPodsNotReady` does; the updated pod when
+/// it changed.
+async fn mark_pod_not_ready(
+    ctx: &Context,
+    pod: &Pod,
+    now: Timestamp,
+) -> Result<Option<Pod>, Error> {
     let conditions = pod
         .status
         .as_ref()
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
     let Some(updated) = pod_not_ready(&conditions, now) else {
-        return Ok(());
+        return Ok(None);
     };
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
     let patch = json!({"status": {"conditions": updated}});
@@ -315,8 +325,8 @@ async fn mark_pod_not_ready(ctx: &Context, pod: &Pod, now: Timestamp) -> Result<
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Ok(p) => Ok(Some(p)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
