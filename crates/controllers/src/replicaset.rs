@@ -12,7 +12,7 @@
 //! Every sync lists the namespace's pods from the API (a consistent read), so a sync always
 //! sees the pods earlier syncs created and no creation expectations are needed.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -636,20 +636,57 @@ fn status_patch(s: &ReplicaSetStatus) -> serde_json::Value {
 }
 
 /// Indices of `pods` from the least to the most valuable: the order scale-down deletes in
-/// (Kubernetes' `ActivePodsWithRanks`, the rank being the number of these pods on the
-/// same node):
+/// (Kubernetes' `ActivePodsWithRanks` with `LogarithmicScaleDown`, the rank being the
+/// number of these pods on the same node):
 /// unassigned before assigned; Pending before Unknown before Running; not ready before
 /// ready; more pods doubled up on the node first; for ready pods, ready more recently
-/// first; more container restarts first; newer first.
-pub fn deletion_order(pods: &[Pod], _now: jiff::Timestamp) -> Vec<usize> {
+/// first; more container restarts first; newer first; then by uid. Times compare by the
+/// power of two of their age, so pods made in one burst are taken at random (by uid)
+/// rather than strictly newest first. A sort key, so the order is total.
+pub fn deletion_order(pods: &[Pod], now: jiff::Timestamp) -> Vec<usize> {
     let mut on_node: HashMap<&str, usize> = HashMap::new();
     for p in pods {
         *on_node.entry(node_name(p)).or_insert(0) += 1;
     }
-    let rank = |p: &Pod| on_node.get(node_name(p)).copied().unwrap_or(0);
     let mut idx: Vec<usize> = (0..pods.len()).collect();
-    idx.sort_by(|&i, &j| less_valuable_first(&pods[i], rank(&pods[i]), &pods[j], rank(&pods[j])));
+    idx.sort_by_cached_key(|&i| {
+        let p = &pods[i];
+        let rank = on_node.get(node_name(p)).copied().unwrap_or(0);
+        let ready = is_pod_ready(p);
+        let ready_since = if ready {
+            age_bucket(
+                ready_condition(p).and_then(|c| c.last_transition_time.as_ref().map(|t| t.0)),
+                now,
+            )
+        } else {
+            0
+        };
+        (
+            !node_name(p).is_empty(),
+            phase_ordinal(p),
+            ready,
+            Reverse(rank),
+            ready_since,
+            Reverse(max_restarts(p)),
+            age_bucket(p.metadata.creation_timestamp.as_ref().map(|t| t.0), now),
+            p.metadata.uid.clone().unwrap_or_default(),
+        )
+    });
     idx
+}
+
+/// ⌊log2(age in ns)⌋: newer sorts first; a missing time counts as newest (Kubernetes'
+/// `afterOrZero`), a time not in the past as -1.
+fn age_bucket(t: Option<jiff::Timestamp>, now: jiff::Timestamp) -> i64 {
+    let Some(t) = t else {
+        return i64::MIN;
+    };
+    let age = now.as_nanosecond() - t.as_nanosecond();
+    if age <= 0 {
+        -1
+    } else {
+        i64::from(127 - age.leading_zeros() as i32)
+    }
 }
 
 fn node_name(p: &Pod) -> &str {
@@ -678,38 +715,440 @@ fn max_restarts(p: &Pod) -> i32 {
         .unwrap_or(0)
 }
 
-/// Newer first, a missing time counting as newest (Kubernetes' `afterOrZero`).
-fn newer_first(a: Option<jiff::Timestamp>, b: Option<jiff::Timestamp>) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => b.cmp(&a),
-    }
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
 
-fn less_valuable_first(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize) -> Ordering {
-    let assigned = |p: &Pod| !node_name(p).is_empty();
-    assigned(a)
-        .cmp(&assigned(b))
-        .then_with(|| phase_ordinal(a).cmp(&phase_ordinal(b)))
-        .then_with(|| is_pod_ready(a).cmp(&is_pod_ready(b)))
-        .then_with(|| rank_b.cmp(&rank_a))
-        .then_with(|| {
-            if is_pod_ready(a) && is_pod_ready(b) {
-                let t = |p: &Pod| {
-                    ready_condition(p).and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
-                };
-                newer_first(t(a), t(b))
-            } else {
-                Ordering::Equal
-            }
-        })
-        .then_with(|| max_restarts(b).cmp(&max_restarts(a)))
-        .then_with(|| {
-            newer_first(
-                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            )
-        })
+    use super::*;
+    use k8s_openapi::api::apps::v1::ReplicaSetSpec;
+    use k8s_openapi::api::core::v1::{
+        ContainerStatus, PodCondition, PodSpec, PodStatus, PodTemplateSpec,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn now() -> jiff::Timestamp {
+        "2026-01-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn ago(secs: i64) -> Time {
+        Time(now() - jiff::SignedDuration::from_secs(secs))
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn rs(replicas: i32, min_ready: i32) -> ReplicaSet {
+        ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("ns".into()),
+                uid: Some("rs-uid".into()),
+                generation: Some(4),
+                ..Default::default()
+            },
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(replicas),
+                min_ready_seconds: Some(min_ready),
+                selector: LabelSelector {
+                    match_labels: Some(labels(&[("app", "web")])),
+                    ..Default::default()
+                },
+                template: Some(PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels(&[("app", "web"), ("tier", "front")])),
+                        annotations: Some(labels(&[("a", "1")])),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec::default()),
+                }),
+            }),
+            status: None,
+        }
+    }
+
+    /// A pod: `node` empty for unassigned; `ready_secs` Some(age of readiness) for ready.
+    fn pod(
+        name: &str,
+        node: &str,
+        phase: &str,
+        ready_secs: Option<i64>,
+        restarts: i32,
+        age: i64,
+    ) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                uid: Some(format!("uid-{name}")),
+                labels: Some(labels(&[("app", "web"), ("tier", "front")])),
+                creation_timestamp: Some(ago(age)),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: (!node.is_empty()).then(|| node.to_string()),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready_secs.is_some() {
+                        "True"
+                    } else {
+                        "False"
+                    }
+                    .into(),
+                    last_transition_time: ready_secs.map(ago),
+                    ..Default::default()
+                }]),
+                container_statuses: Some(vec![ContainerStatus {
+                    name: "c".into(),
+                    restart_count: restarts,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn order(pods: &[Pod]) -> Vec<String> {
+        deletion_order(pods, now())
+            .into_iter()
+            .map(|i| pods[i].name_any())
+            .collect()
+    }
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let l = labels(&[("app", "web"), ("env", "prod")]);
+        let expr = |key: &str, op: &str, values: &[&str]| LabelSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+        };
+        let sel = |exprs: Vec<LabelSelectorRequirement>| LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(exprs),
+        };
+        assert!(selector_matches(&LabelSelector::default(), None));
+        assert!(selector_matches(&sel(vec![]), Some(&l)));
+        assert!(!selector_matches(&sel(vec![]), None));
+        assert!(selector_matches(
+            &sel(vec![expr("env", "In", &["prod", "qa"])]),
+            Some(&l)
+        ));
+        assert!(!selector_matches(
+            &sel(vec![expr("env", "In", &["qa"])]),
+            Some(&l)
+        ));
+        assert!(selector_matches(
+            &sel(vec![expr("env", "NotIn", &["qa"])]),
+            Some(&l)
+        ));
+        assert!(selector_matches(
+            &sel(vec![expr("zone", "NotIn", &["a"])]),
+            Some(&l)
+        ));
+        assert!(!selector_matches(
+            &sel(vec![expr("env", "NotIn", &["prod"])]),
+            Some(&l)
+        ));
+        assert!(selector_matches(
+            &sel(vec![expr("env", "Exists", &[])]),
+            Some(&l)
+        ));
+        assert!(!selector_matches(
+            &sel(vec![expr("env", "DoesNotExist", &[])]),
+            Some(&l)
+        ));
+        assert!(!selector_matches(
+            &sel(vec![expr("env", "Bogus", &[])]),
+            Some(&l)
+        ));
+        let other = labels(&[("app", "api"), ("env", "prod")]);
+        assert!(!selector_matches(&sel(vec![]), Some(&other)));
+    }
+
+    #[test]
+    fn slow_start_doubles_batches() {
+        assert_eq!(slow_start_batches(0), Vec::<usize>::new());
+        assert_eq!(slow_start_batches(1), vec![1]);
+        assert_eq!(slow_start_batches(3), vec![1, 2]);
+        assert_eq!(slow_start_batches(10), vec![1, 2, 4, 3]);
+        assert_eq!(
+            slow_start_batches(500),
+            vec![1, 2, 4, 8, 16, 32, 64, 128, 245]
+        );
+        assert_eq!(slow_start_batches(500).iter().sum::<usize>(), 500);
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_a_cap() {
+        assert_eq!(retry_backoff(1), Duration::from_millis(5));
+        assert_eq!(retry_backoff(2), Duration::from_millis(10));
+        assert_eq!(retry_backoff(5), Duration::from_millis(80));
+        assert_eq!(retry_backoff(40), Duration::from_secs(1000));
+        assert_eq!(retry_backoff(u32::MAX), Duration::from_secs(1000));
+    }
+
+    #[test]
+    fn terminating_and_finished_pods_are_not_active() {
+        let mut p = pod("a", "n1", "Running", Some(10), 0, 10);
+        assert!(is_pod_active(&p));
+        p.metadata.deletion_timestamp = Some(ago(1));
+        assert!(!is_pod_active(&p));
+        for phase in ["Succeeded", "Failed"] {
+            let p = pod("b", "n1", phase, None, 0, 10);
+            assert!(!is_pod_active(&p), "{phase}");
+        }
+        assert!(is_pod_active(&pod("c", "", "Pending", None, 0, 1)));
+    }
+
+    #[test]
+    fn claiming_adopts_releases_and_leaves_others_alone() {
+        let rs = rs(3, 0);
+        let mut owned = pod("a", "n1", "Running", None, 0, 1);
+        owned.metadata.owner_references = Some(vec![controller_ref(&rs)]);
+        assert_eq!(claim_decision(&rs, &owned, true), Claim::Owned);
+        assert_eq!(claim_decision(&rs, &owned, false), Claim::Release);
+
+        let orphan = pod("b", "n1", "Running", None, 0, 1);
+        assert_eq!(claim_decision(&rs, &orphan, true), Claim::Adopt);
+        assert_eq!(claim_decision(&rs, &orphan, false), Claim::Ignore);
+        let mut going = orphan.clone();
+        going.metadata.deletion_timestamp = Some(ago(1));
+        assert_eq!(claim_decision(&rs, &going, true), Claim::Ignore);
+        let mut elsewhere = orphan.clone();
+        elsewhere.metadata.namespace = Some("other".into());
+        assert_eq!(claim_decision(&rs, &elsewhere, true), Claim::Ignore);
+
+        // Another controller's pod is never taken, matching or not.
+        let mut theirs = pod("c", "n1", "Running", None, 0, 1);
+        let mut other_ref = controller_ref(&rs);
+        other_ref.uid = "someone-else".into();
+        theirs.metadata.owner_references = Some(vec![other_ref.clone()]);
+        assert_eq!(claim_decision(&rs, &theirs, true), Claim::Ignore);
+        // A non-controller owner does not stop adoption.
+        other_ref.controller = None;
+        theirs.metadata.owner_references = Some(vec![other_ref]);
+        assert_eq!(claim_decision(&rs, &theirs, true), Claim::Adopt);
+    }
+
+    #[test]
+    fn pods_come_from_the_template_controlled_by_the_replicaset() {
+        let rs = rs(3, 0);
+        let p = pod_from_template(&rs).unwrap();
+        assert_eq!(p.metadata.generate_name.as_deref(), Some("web-"));
+        assert_eq!(p.metadata.name, None);
+        assert_eq!(p.metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(
+            p.metadata.labels,
+            Some(labels(&[("app", "web"), ("tier", "front")]))
+        );
+        assert_eq!(p.metadata.annotations, Some(labels(&[("a", "1")])));
+        let refs = p.metadata.owner_references.unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].kind, "ReplicaSet");
+        assert_eq!(refs[0].api_version, "apps/v1");
+        assert_eq!(refs[0].uid, "rs-uid");
+        assert_eq!(refs[0].controller, Some(true));
+        assert_eq!(refs[0].block_owner_deletion, Some(true));
+
+        let mut bare = rs.clone();
+        bare.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .as_mut()
+            .unwrap()
+            .metadata = None;
+        assert!(pod_from_template(&bare).is_err());
+    }
+
+    #[test]
+    fn scale_down_takes_the_least_valuable_first() {
+        // Each criterion alone.
+        let unassigned = pod("unassigned", "", "Pending", None, 0, 100);
+        let pending = pod("pending", "n1", "Pending", None, 0, 100);
+        let unknown = pod("unknown", "n2", "Unknown", None, 0, 100);
+        let not_ready = pod("not-ready", "n3", "Running", None, 0, 100);
+        let ready = pod("ready", "n4", "Running", Some(100), 0, 100);
+        let pods = vec![
+            ready.clone(),
+            not_ready.clone(),
+            unknown.clone(),
+            pending.clone(),
+            unassigned.clone(),
+        ];
+        assert_eq!(
+            order(&pods),
+            ["unassigned", "pending", "unknown", "not-ready", "ready"]
+        );
+
+        // Doubled-up pods go before a pod alone on its node.
+        let pods = vec![
+            pod("alone", "n1", "Running", Some(100), 0, 100),
+            pod("double-1", "n2", "Running", Some(100), 0, 100),
+            pod("double-2", "n2", "Running", Some(100), 0, 100),
+        ];
+        assert_eq!(order(&pods)[2], "alone");
+
+        // Ready more recently (by power-of-two buckets) first.
+        let pods = vec![
+            pod("ready-long", "n1", "Running", Some(10_000), 0, 20_000),
+            pod("ready-lately", "n2", "Running", Some(10), 0, 20_000),
+        ];
+        assert_eq!(order(&pods), ["ready-lately", "ready-long"]);
+
+        // More restarts first, then newer first.
+        let pods = vec![
+            pod("calm", "n1", "Running", None, 0, 100),
+            pod("crashy", "n2", "Running", None, 7, 100),
+        ];
+        assert_eq!(order(&pods), ["crashy", "calm"]);
+        let pods = vec![
+            pod("old", "n1", "Running", None, 0, 100_000),
+            pod("new", "n2", "Running", None, 0, 10),
+        ];
+        assert_eq!(order(&pods), ["new", "old"]);
+
+        // A missing creation time counts as newest.
+        let mut no_time = pod("no-time", "n3", "Running", None, 0, 0);
+        no_time.metadata.creation_timestamp = None;
+        let pods = vec![pod("new", "n2", "Running", None, 0, 10), no_time];
+        assert_eq!(order(&pods), ["no-time", "new"]);
+    }
+
+    #[test]
+    fn age_buckets_are_powers_of_two() {
+        let at = |secs: i64| Some(ago(secs).0);
+        assert_eq!(age_bucket(None, now()), i64::MIN);
+        assert_eq!(age_bucket(at(0), now()), -1);
+        assert_eq!(age_bucket(at(-5), now()), -1);
+        // 1 s = 1e9 ns: 2^29 ≤ 1e9 < 2^30.
+        assert_eq!(age_bucket(at(1), now()), 29);
+        assert_eq!(age_bucket(at(2), now()), 30);
+        assert!(age_bucket(at(100), now()) < age_bucket(at(1000), now()));
+    }
+
+    #[test]
+    fn status_counts_owned_pods() {
+        let rs = rs(3, 0);
+        let mut stray_labels = pod("c", "n3", "Running", None, 0, 5);
+        stray_labels.metadata.labels = Some(labels(&[("app", "web")]));
+        let pods = vec![
+            pod("a", "n1", "Running", Some(30), 0, 60),
+            pod("b", "n2", "Running", Some(1), 0, 60),
+            stray_labels,
+        ];
+        let st = calculate_status(&rs, &pods, None, now());
+        assert_eq!(st.replicas, 3);
+        assert_eq!(st.fully_labeled_replicas, Some(2));
+        assert_eq!(st.ready_replicas, Some(2));
+        assert_eq!(st.available_replicas, Some(2));
+        assert_eq!(st.observed_generation, Some(4));
+        assert_eq!(st.conditions, None);
+
+        // minReadySeconds: only pods ready for longer than it are available.
+        let st = calculate_status(&rs_min(10), &pods, None, now());
+        assert_eq!(st.ready_replicas, Some(2));
+        assert_eq!(st.available_replicas, Some(1));
+    }
+
+    fn rs_min(min_ready: i32) -> ReplicaSet {
+        rs(3, min_ready)
+    }
+
+    #[test]
+    fn availability_needs_ready_for_min_ready_seconds() {
+        let p = pod("a", "n1", "Running", Some(10), 0, 60);
+        assert!(is_pod_available(&p, 0, now()));
+        assert!(is_pod_available(&p, 9, now()));
+        assert!(!is_pod_available(&p, 10, now()));
+        assert!(!is_pod_available(&p, 30, now()));
+        let not_ready = pod("b", "n1", "Running", None, 0, 60);
+        assert!(!is_pod_available(&not_ready, 0, now()));
+    }
+
+    #[test]
+    fn replica_failure_is_set_kept_and_cleared() {
+        let mut rs = rs(3, 0);
+        let st = calculate_status(&rs, &[], Some(("FailedCreate", "quota exceeded")), now());
+        let conds = st.conditions.clone().unwrap();
+        assert_eq!(conds.len(), 1);
+        assert_eq!(conds[0].type_, "ReplicaFailure");
+        assert_eq!(conds[0].status, "True");
+        assert_eq!(conds[0].reason.as_deref(), Some("FailedCreate"));
+        assert_eq!(conds[0].message.as_deref(), Some("quota exceeded"));
+
+        // A later failure keeps the first condition (and its transition time).
+        rs.status = Some(st.clone());
+        let later = now() + jiff::SignedDuration::from_secs(60);
+        let again = calculate_status(&rs, &[], Some(("FailedCreate", "other")), later);
+        assert_eq!(again.conditions, st.conditions);
+        assert!(status_equal(rs.status.as_ref(), &again));
+
+        // A clean sync removes it.
+        let clean = calculate_status(&rs, &[], None, later);
+        assert_eq!(clean.conditions, None);
+        assert!(!status_equal(rs.status.as_ref(), &clean));
+        let patch = status_patch(&clean);
+        assert_eq!(patch["status"]["conditions"], serde_json::Value::Null);
+        assert_eq!(patch["status"]["readyReplicas"], json!(0));
+    }
+
+    #[test]
+    fn stored_status_without_zero_fields_equals_a_computed_one() {
+        let rs = rs(0, 0);
+        let computed = calculate_status(&rs, &[], None, now());
+        let stored = ReplicaSetStatus {
+            replicas: 0,
+            observed_generation: Some(4),
+            ..Default::default()
+        };
+        assert!(status_equal(Some(&stored), &computed));
+        assert!(!status_equal(None, &computed));
+        let stale = ReplicaSetStatus {
+            observed_generation: Some(3),
+            ..stored
+        };
+        assert!(!status_equal(Some(&stale), &computed));
+    }
+
+    #[test]
+    fn pod_changes_map_to_their_controller_or_matching_replicasets() {
+        let (reader, mut writer) = kube::runtime::reflector::store::<ReplicaSet>();
+        let web = rs(3, 0);
+        let mut api = rs(1, 0);
+        api.metadata.name = Some("api".into());
+        api.metadata.uid = Some("api-uid".into());
+        api.spec.as_mut().unwrap().selector.match_labels = Some(labels(&[("app", "api")]));
+        let mut elsewhere = rs(1, 0);
+        elsewhere.metadata.name = Some("web2".into());
+        elsewhere.metadata.namespace = Some("other".into());
+        for o in [&web, &api, &elsewhere] {
+            writer.apply_watcher_event(&watcher::Event::Apply(o.clone()));
+        }
+        let orphan = pod("a", "n1", "Running", None, 0, 1);
+        let names =
+            |refs: Vec<ObjectRef<ReplicaSet>>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(replica_sets_for_pod(&reader, &orphan)), ["web"]);
+        let mut owned = orphan.clone();
+        owned.metadata.owner_references = Some(vec![controller_ref(&api)]);
+        assert_eq!(names(replica_sets_for_pod(&reader, &owned)), ["api"]);
+        let mut foreign = orphan;
+        foreign.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: "j".into(),
+            uid: "j".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }]);
+        assert!(replica_sets_for_pod(&reader, &foreign).is_empty());
+    }
 }
