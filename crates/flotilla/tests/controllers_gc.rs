@@ -361,3 +361,194 @@ async fn kubectl_cascade_policies() {
     assert!(!left.contains("bg-") && !left.contains("fg-"), "{left}");
     h.stop().await;
 }
+
+/// Creates `obj` (a manifest) in the test namespace through the dynamic API, returning it.
+async fn create_dynamic(
+    h: &Harness,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    mut obj: serde_json::Value,
+) -> kube::api::DynamicObject {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+    obj["apiVersion"] = json!(api_version);
+    obj["kind"] = json!(kind);
+    let api: Api<kube::api::DynamicObject> = if namespaced {
+        Api::namespaced_with(h.client.clone(), &h.ns, &ar)
+    } else {
+        Api::all_with(h.client.clone(), &ar)
+    };
+    let o: kube::api::DynamicObject = serde_json::from_value(obj).unwrap();
+    api.create(&PostParams::default(), &o).await.unwrap()
+}
+
+fn dyn_ref(o: &kube::api::DynamicObject) -> serde_json::Value {
+    let t = o.types.as_ref().unwrap();
+    json!([{
+        "apiVersion": t.api_version,
+        "kind": t.kind,
+        "name": o.metadata.name,
+        "uid": o.metadata.uid,
+        "blockOwnerDeletion": true,
+    }])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_kind_is_collected_and_cluster_scoped_owners_count() {
+    let h = Harness::start("gc-kinds").await;
+    let labels = json!({"app": "gc-kinds"});
+    let template = json!({
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "registry.invalid/c:1"}]},
+    });
+    let deploy = create_dynamic(
+        &h,
+        "apps/v1",
+        "Deployment",
+        "deployments",
+        true,
+        json!({
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": template},
+        }),
+    )
+    .await;
+    let rs = create_dynamic(
+        &h,
+        "apps/v1",
+        "ReplicaSet",
+        "replicasets",
+        true,
+        json!({
+            "metadata": {"name": "web-1", "ownerReferences": dyn_ref(&deploy)},
+            "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": template},
+        }),
+    )
+    .await;
+    let owned = dyn_ref(&rs);
+    // Dependents of every kind the brief lists, all owned by the ReplicaSet.
+    let dependents: Vec<(&str, &str, &str, serde_json::Value)> = vec![
+        ("v1", "Pod", "pods", json!({"spec": template["spec"]})),
+        (
+            "apps/v1",
+            "DaemonSet",
+            "daemonsets",
+            json!({
+            "spec": {"selector": {"matchLabels": labels}, "template": template}}),
+        ),
+        (
+            "apps/v1",
+            "StatefulSet",
+            "statefulsets",
+            json!({
+            "spec": {"replicas": 0, "serviceName": "web", "selector": {"matchLabels": labels},
+                     "template": template}}),
+        ),
+        (
+            "batch/v1",
+            "Job",
+            "jobs",
+            json!({"spec": {"suspend": true, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"restartPolicy": "Never", "containers": template["spec"]["containers"]}}}}),
+        ),
+        (
+            "v1",
+            "Service",
+            "services",
+            json!({"spec": {"ports": [{"port": 80}]}}),
+        ),
+        ("v1", "Secret", "secrets", json!({})),
+        (
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            json!({"spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+        ),
+        (
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            "endpointslices",
+            json!({
+            "addressType": "IPv4", "endpoints": []}),
+        ),
+        (
+            "apps/v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            json!({"revision": 1, "data": {}}),
+        ),
+    ];
+    let mut created = Vec::new();
+    for (api_version, kind, plural, mut body) in dependents {
+        body["metadata"] = json!({"name": format!("dep-{}", kind.to_lowercase()),
+                                  "ownerReferences": owned, "labels": labels});
+        let o = create_dynamic(&h, api_version, kind, plural, true, body).await;
+        created.push((api_version, kind, plural, o.metadata.name.unwrap()));
+    }
+    // A cluster-scoped owner (a Node object) of a namespaced dependent.
+    let node = create_dynamic(
+        &h,
+        "v1",
+        "Node",
+        "nodes",
+        false,
+        json!({
+            "metadata": {"name": "gc-kinds-node"},
+        }),
+    )
+    .await;
+    let mut by_node = ConfigMap::default();
+    by_node.metadata.name = Some("owned-by-node".into());
+    by_node.metadata.owner_references = Some(serde_json::from_value(dyn_ref(&node)).unwrap());
+    h.cms()
+        .create(&PostParams::default(), &by_node)
+        .await
+        .unwrap();
+
+    // The Deployment goes (foreground: it waits for the whole tree below it).
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(h.client.clone(), &h.ns);
+    deployments
+        .delete("web", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while deployments.get_opt("web").await.unwrap().is_some() {
+        assert!(start.elapsed() < DEADLINE, "the deployment stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (api_version, kind, plural, name) in created {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(h.client.clone(), &h.ns, &ar);
+        let start = Instant::now();
+        while api.get_opt(&name).await.unwrap().is_some() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{kind} {name} was not collected"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let replicasets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(h.client.clone(), &h.ns);
+    assert!(replicasets.get_opt("web-1").await.unwrap().is_none());
+
+    assert!(
+        h.get("owned-by-node").await.is_some(),
+        "its node still exists"
+    );
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(h.client.clone());
+    nodes
+        .delete("gc-kinds-node", &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_gone("owned-by-node").await;
+    h.stop().await;
+}
