@@ -69,6 +69,8 @@ struct GraphNode {
     namespace: Option<String>,
     name: String,
     owners: Vec<OwnerReference>,
+    /// Deleting in the foreground (deletionTimestamp and the foregroundDeletion finalizer).
+    waiting_for_dependents: bool,
 }
 
 /// Owner → dependents, from the metadata of every watched object.
@@ -124,6 +126,85 @@ impl Graph {
 
     fn all_synced(&self) -> bool {
         self.synced.iter().all(|s| *s)
+    }
+
+    fn remove_touching(&mut self, uid: &str, touched: &mut Vec<String>) {
+        touched.extend(self.dependents.get(uid).into_iter().flatten().cloned());
+        if let Some(old) = self.remove(uid) {
+            touched.extend(old.owners.into_iter().map(|o| o.uid));
+        }
+    }
+
+    /// Records a watch event of `kind`; returns the uids of the objects it concerns: the
+    /// object's dependents (their owner changed or went) and its owners, old and new (a
+    /// foreground-deleting owner waits for its dependents to go).
+    fn apply(&mut self, kind: usize, event: &watcher::Event<Meta>) -> Vec<String> {
+        let mut touched = Vec::new();
+        match event {
+            watcher::Event::Init => {
+                self.relisting[kind] = Some(HashSet::new());
+            }
+            watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                let Some(uid) = obj.metadata.uid.clone() else {
+                    return touched;
+                };
+                if let (watcher::Event::InitApply(_), Some(seen)) =
+                    (event, &mut self.relisting[kind])
+                {
+                    seen.insert(uid.clone());
+                }
+                let m = &obj.metadata;
+                let node = GraphNode {
+                    kind,
+                    namespace: m.namespace.clone(),
+                    name: m.name.clone().unwrap_or_default(),
+                    owners: m.owner_references.clone().unwrap_or_default(),
+                    waiting_for_dependents: m.deletion_timestamp.is_some()
+                        && m.finalizers
+                            .iter()
+                            .flatten()
+                            .any(|f| f == FOREGROUND_FINALIZER),
+                };
+                touched.extend(node.owners.iter().map(|o| o.uid.clone()));
+                if let Some(old) = self.upsert(&uid, node) {
+                    touched.extend(old.owners.into_iter().map(|o| o.uid));
+                }
+                touched.extend(self.dependents.get(&uid).into_iter().flatten().cloned());
+            }
+            watcher::Event::Delete(obj) => {
+                if let Some(uid) = &obj.metadata.uid {
+                    self.remove_touching(uid, &mut touched);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(seen) = self.relisting[kind].take() {
+                    let gone: Vec<String> = self
+                        .nodes
+                        .iter()
+                        .filter(|(uid, n)| n.kind == kind && !seen.contains(*uid))
+                        .map(|(uid, _)| uid.clone())
+                        .collect();
+                    for uid in gone {
+                        self.remove_touching(&uid, &mut touched);
+                    }
+                }
+                self.synced[kind] = true;
+            }
+        }
+        touched
+    }
+
+    /// Every owner `refs` names is known and not waiting for its dependents: the object
+    /// certainly has a solid owner and no dangling reference, no API call needed. (An owner
+    /// that went since is followed by its Delete event, which wakes the object again.)
+    fn owners_all_solid(&self, refs: &[OwnerReference]) -> bool {
+        self.all_synced()
+            && !refs.is_empty()
+            && refs.iter().all(|r| {
+                self.nodes
+                    .get(&r.uid)
+                    .is_some_and(|n| !n.waiting_for_dependents)
+            })
     }
 }
 
@@ -185,62 +266,10 @@ impl Ctx {
         let _ = self.triggers[n.kind].unbounded_send(r);
     }
 
-    /// Records a watch event of `kind` in the graph and wakes whoever it concerns: the
-    /// object's dependents (their owner changed or went) and its owners, old and new (a
-    /// foreground-deleting owner waits for its dependents to go).
+    /// Records a watch event of `kind` in the graph and wakes whoever it concerns.
     fn observe(&self, kind: usize, event: &watcher::Event<Meta>) {
         let mut g = self.graph();
-        let mut touched: Vec<String> = Vec::new();
-        match event {
-            watcher::Event::Init => {
-                g.relisting[kind] = Some(HashSet::new());
-            }
-            watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
-                if let watcher::Event::InitApply(_) = event {
-                    if let (Some(seen), Some(uid)) = (&mut g.relisting[kind], &obj.metadata.uid) {
-                        seen.insert(uid.clone());
-                    }
-                }
-                if let Some(uid) = obj.metadata.uid.clone() {
-                    let node = GraphNode {
-                        kind,
-                        namespace: obj.metadata.namespace.clone(),
-                        name: obj.metadata.name.clone().unwrap_or_default(),
-                        owners: obj.metadata.owner_references.clone().unwrap_or_default(),
-                    };
-                    touched.extend(node.owners.iter().map(|o| o.uid.clone()));
-                    if let Some(old) = g.upsert(&uid, node) {
-                        touched.extend(old.owners.into_iter().map(|o| o.uid));
-                    }
-                    touched.extend(g.dependents.get(&uid).into_iter().flatten().cloned());
-                }
-            }
-            watcher::Event::Delete(obj) => {
-                if let Some(uid) = &obj.metadata.uid {
-                    touched.extend(g.dependents.get(uid).into_iter().flatten().cloned());
-                    if let Some(old) = g.remove(uid) {
-                        touched.extend(old.owners.into_iter().map(|o| o.uid));
-                    }
-                }
-            }
-            watcher::Event::InitDone => {
-                if let Some(seen) = g.relisting[kind].take() {
-                    let gone: Vec<String> = g
-                        .nodes
-                        .iter()
-                        .filter(|(uid, n)| n.kind == kind && !seen.contains(*uid))
-                        .map(|(uid, _)| uid.clone())
-                        .collect();
-                    for uid in gone {
-                        touched.extend(g.dependents.get(&uid).into_iter().flatten().cloned());
-                        if let Some(old) = g.remove(&uid) {
-                            touched.extend(old.owners.into_iter().map(|o| o.uid));
-                        }
-                    }
-                }
-                g.synced[kind] = true;
-            }
-        }
+        let touched = g.apply(kind, event);
         for uid in touched {
             self.wake(&g, &uid);
         }
@@ -404,6 +433,9 @@ async fn attempt_to_delete(
     kind: usize,
     refs: Vec<OwnerReference>,
 ) -> Result<Action, Error> {
+    if ctx.graph().owners_all_solid(&refs) {
+        return Ok(Action::await_change());
+    }
     let ns = obj.metadata.namespace.as_deref();
     let mut owners = Vec::with_capacity(refs.len());
     for r in refs {
@@ -425,7 +457,17 @@ async fn attempt_to_delete(
         }
         owners.push((r, state));
     }
-    let has_dependents = !ctx.graph().dependents_of(uid).is_empty();
+    let has_dependents = {
+        let g = ctx.graph();
+        // Whether it has dependents decides the policy when an owner waits for it.
+        let waiting = owners
+            .iter()
+            .any(|(_, s)| *s == OwnerState::WaitingForDependents);
+        if waiting && !g.all_synced() {
+            return Err(Error::NotSynced);
+        }
+        !g.dependents_of(uid).is_empty()
+    };
     let finalizers = obj.metadata.finalizers.clone().unwrap_or_default();
     let name = obj.metadata.name.clone().unwrap_or_default();
     match decide_dependent(&owners, has_dependents, &finalizers) {
@@ -570,5 +612,138 @@ fn object_reference(ctx: &Ctx, kind: usize, obj: &Meta) -> ObjectReference {
         uid: obj.metadata.uid.clone(),
         resource_version: obj.metadata.resource_version.clone(),
         field_path: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    fn graph(kinds: usize) -> Graph {
+        Graph {
+            synced: vec![false; kinds],
+            relisting: vec![None; kinds],
+            ..Graph::default()
+        }
+    }
+
+    fn obj(uid: &str, owners: &[(&str, bool)]) -> Meta {
+        PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some(format!("n-{uid}")),
+                namespace: Some("ns".into()),
+                uid: Some(uid.into()),
+                owner_references: Some(
+                    owners
+                        .iter()
+                        .map(|(o, block)| OwnerReference {
+                            api_version: "v1".into(),
+                            kind: "ConfigMap".into(),
+                            name: format!("n-{o}"),
+                            uid: o.to_string(),
+                            block_owner_deletion: Some(*block),
+                            controller: None,
+                        })
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            _phantom: std::marker::PhantomData,
+        }
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn events_wake_owners_and_dependents() {
+        let mut g = graph(1);
+        g.apply(0, &watcher::Event::Init);
+        assert!(g
+            .apply(0, &watcher::Event::InitApply(obj("a", &[])))
+            .is_empty());
+        // A new dependent wakes its owner.
+        assert_eq!(
+            g.apply(0, &watcher::Event::InitApply(obj("b", &[("a", true)]))),
+            ["a"]
+        );
+        g.apply(0, &watcher::Event::InitDone);
+        assert!(g.all_synced());
+        // A change of the owner wakes its dependents.
+        assert_eq!(g.apply(0, &watcher::Event::Apply(obj("a", &[]))), ["b"]);
+        // Moving the dependent to another owner wakes both owners.
+        assert_eq!(
+            sorted(g.apply(0, &watcher::Event::Apply(obj("b", &[("c", false)])))),
+            ["a", "c"]
+        );
+        assert!(g.dependents_of("a").is_empty());
+        assert_eq!(g.dependents_of("c").len(), 1);
+        assert_eq!(
+            foreground_blockers(g.dependents_of("c").iter().map(|d| d.2)),
+            0
+        );
+        // Its deletion wakes its owner; the owner's deletion wakes nothing left.
+        assert_eq!(
+            g.apply(0, &watcher::Event::Delete(obj("b", &[("c", false)]))),
+            ["c"]
+        );
+        assert!(g.dependents.is_empty());
+        assert!(g
+            .apply(0, &watcher::Event::Delete(obj("a", &[])))
+            .is_empty());
+        assert!(g.nodes.is_empty());
+    }
+
+    #[test]
+    fn a_relist_drops_objects_deleted_while_the_watch_was_down() {
+        let mut g = graph(2);
+        for e in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(obj("owner", &[])),
+            watcher::Event::InitApply(obj("dep", &[("owner", true)])),
+            watcher::Event::InitDone,
+        ] {
+            g.apply(0, &e);
+        }
+        assert!(!g.all_synced(), "the second kind has not listed yet");
+        g.apply(1, &watcher::Event::Init);
+        g.apply(1, &watcher::Event::InitDone);
+        assert!(g.all_synced());
+        // The watch restarts; the owner is not listed again: it went, its dependent wakes.
+        g.apply(0, &watcher::Event::Init);
+        g.apply(
+            0,
+            &watcher::Event::InitApply(obj("dep", &[("owner", true)])),
+        );
+        assert_eq!(g.apply(0, &watcher::Event::InitDone), ["dep"]);
+        assert!(!g.nodes.contains_key("owner"));
+        assert!(g.nodes.contains_key("dep"));
+    }
+
+    #[test]
+    fn owners_all_solid_needs_a_synced_graph_and_no_foreground_deletion() {
+        let mut g = graph(1);
+        let refs = obj("d", &[("a", false)])
+            .metadata
+            .owner_references
+            .unwrap_or_default();
+        g.apply(0, &watcher::Event::Init);
+        g.apply(0, &watcher::Event::InitApply(obj("a", &[])));
+        assert!(!g.owners_all_solid(&refs), "not synced yet");
+        g.apply(0, &watcher::Event::InitDone);
+        assert!(g.owners_all_solid(&refs));
+        assert!(!g.owners_all_solid(&[]));
+        let mut deleting = obj("a", &[]);
+        deleting.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        deleting.metadata.finalizers = Some(vec![FOREGROUND_FINALIZER.into()]);
+        g.apply(0, &watcher::Event::Apply(deleting));
+        assert!(!g.owners_all_solid(&refs));
+        g.apply(0, &watcher::Event::Delete(obj("a", &[])));
+        assert!(!g.owners_all_solid(&refs), "an unknown owner needs a look");
     }
 }
