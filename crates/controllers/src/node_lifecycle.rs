@@ -99,6 +99,7 @@ struct Context {
     config: Config,
     leases: Store<Lease>,
     pods: Store<Pod>,
+    nodes: Store<Node>,
     recorder: EventRecorder,
     /// Consecutive failures per node, for the retry back-off.
     failures: Mutex<HashMap<String, u32>>,
@@ -129,7 +130,9 @@ pub async fn run_with(
     .default_backoff()
     .for_each(|_| futures::future::ready(()));
 
+    let node_controller = Controller::new(nodes_api, watcher::Config::default());
     let ctx = Arc::new(Context {
+        nodes: node_controller.store(),
         recorder: EventRecorder::for_component(client.clone(), "node-controller", None),
         client,
         config,
@@ -147,7 +150,7 @@ pub async fn run_with(
         };
         ready.await;
         tracing::info!("node lifecycle controller started");
-        Controller::new(nodes_api, watcher::Config::default())
+        node_controller
             .watches(leases_api, watcher::Config::default(), |lease: Lease| {
                 Some(ObjectRef::<Node>::new(&lease.name_any()))
             })
@@ -246,7 +249,20 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    if let Some(taints) = desired_taints(&existing, ready.as_deref(), now) {
+    // With every node unhealthy the fault is more likely the control plane's or the
+    // network's than the nodes': no NoExecute taints, hence no evictions (Kubernetes'
+    // "master disruption mode").
+    let all_nodes = ctx.nodes.state();
+    let disruption = full_disruption(all_nodes.iter().map(|n| {
+        let lease = ctx
+            .leases
+            .get(&ObjectRef::new(&n.name_any()).within(LEASE_NAMESPACE));
+        healthy(n, lease.as_deref(), now, grace)
+    }));
+    if disruption {
+        tracing::warn!("every node is unhealthy: NoExecute taints are held back");
+    }
+    if let Some(taints) = desired_taints(&existing, ready.as_deref(), now, !disruption) {
         let patch = json!({
             "metadata": {"resourceVersion": node.metadata.resource_version},
             "spec": {"taints": taints},
@@ -262,9 +278,15 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    let pods: Vec<Arc<Pod>> = ctx.pods.state_filter(|p| {
-        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
-    });
+    let needs_pods =
+        ready.as_deref() != Some("True") || taints.iter().any(|t| t.effect == NO_EXECUTE);
+    let pods: Vec<Arc<Pod>> = if !needs_pods {
+        Vec::new()
+    } else {
+        ctx.pods.state_filter(|p| {
+            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
+        })
+    };
     let mut next: Option<Timestamp> = None;
     for pod in pods {
         if pod.metadata.deletion_timestamp.is_some() {
@@ -426,6 +448,25 @@ pub fn last_heartbeat(node: &Node, lease: Option<&Lease>) -> Option<Timestamp> {
     }
 }
 
+/// Whether the node is alive and Ready: a heartbeat within the grace period and
+/// Ready=True.
+pub fn healthy(node: &Node, lease: Option<&Lease>, now: Timestamp, grace: Duration) -> bool {
+    let fresh = last_heartbeat(node, lease).is_some_and(|h| elapsed(h, now) <= grace);
+    fresh && ready_status(node) == Some("True")
+}
+
+/// Whether every node is unhealthy (and there is at least one).
+pub fn full_disruption(health: impl IntoIterator<Item = bool>) -> bool {
+    let mut any = false;
+    for h in health {
+        if h {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// The conditions with Ready, MemoryPressure, DiskPressure and PIDPressure set to Unknown
 /// (added when missing); `None` when they all already are.
 pub fn mark_unknown(conditions: &[NodeCondition], now: Timestamp) -> Option<Vec<NodeCondition>> {
@@ -459,10 +500,12 @@ pub fn mark_unknown(conditions: &[NodeCondition], now: Timestamp) -> Option<Vec<
 
 /// The node's taints with the not-ready/unreachable ones made to match the Ready
 /// condition's status; `None` when they already do. Kept taints keep their timeAdded.
+/// Without `no_execute` (full disruption) only the NoSchedule ones are kept or added.
 pub fn desired_taints(
     existing: &[Taint],
     ready: Option<&str>,
     now: Timestamp,
+    no_execute: bool,
 ) -> Option<Vec<Taint>> {
     let wanted_key = match ready {
         Some("True") => None,
@@ -473,13 +516,20 @@ pub fn desired_taints(
         (t.key == TAINT_UNREACHABLE || t.key == TAINT_NOT_READY)
             && (t.effect == NO_EXECUTE || t.effect == NO_SCHEDULE)
     };
+    let wanted =
+        |t: &Taint| Some(t.key.as_str()) == wanted_key && (no_execute || t.effect == NO_SCHEDULE);
     let mut out: Vec<Taint> = existing
         .iter()
-        .filter(|t| !managed(t) || Some(t.key.as_str()) == wanted_key)
+        .filter(|t| !managed(t) || wanted(t))
         .cloned()
         .collect();
+    let effects: &[&str] = if no_execute {
+        &[NO_SCHEDULE, NO_EXECUTE]
+    } else {
+        &[NO_SCHEDULE]
+    };
     if let Some(key) = wanted_key {
-        for effect in [NO_SCHEDULE, NO_EXECUTE] {
+        for &effect in effects {
             if !out.iter().any(|t| t.key == key && t.effect == effect) {
                 out.push(Taint {
                     key: key.into(),
@@ -717,23 +767,50 @@ mod tests {
     #[test]
     fn taints_follow_ready() {
         let other = taint("dedicated", "NoSchedule", None);
-        let out = desired_taints(std::slice::from_ref(&other), Some("Unknown"), ts(1)).unwrap();
+        let out =
+            desired_taints(std::slice::from_ref(&other), Some("Unknown"), ts(1), true).unwrap();
         assert_eq!(out.len(), 3);
         assert!(out.contains(&other));
         assert!(out.contains(&taint(TAINT_UNREACHABLE, "NoExecute", Some(1))));
         assert!(out.contains(&taint(TAINT_UNREACHABLE, "NoSchedule", None)));
         // Stable: timeAdded is kept.
-        assert!(desired_taints(&out, Some("Unknown"), ts(9)).is_none());
+        assert!(desired_taints(&out, Some("Unknown"), ts(9), true).is_none());
         // Ready=False swaps unreachable for not-ready.
-        let nr = desired_taints(&out, Some("False"), ts(9)).unwrap();
+        let nr = desired_taints(&out, Some("False"), ts(9), true).unwrap();
         assert!(nr.contains(&taint(TAINT_NOT_READY, "NoExecute", Some(9))));
         assert!(!nr.iter().any(|t| t.key == TAINT_UNREACHABLE));
         // Recovery removes them, and only them.
         assert_eq!(
-            desired_taints(&nr, Some("True"), ts(9)).unwrap(),
+            desired_taints(&nr, Some("True"), ts(9), true).unwrap(),
             vec![other.clone()]
         );
-        assert!(desired_taints(&[other], Some("True"), ts(9)).is_none());
+        assert!(desired_taints(&[other], Some("True"), ts(9), true).is_none());
+    }
+
+    #[test]
+    fn full_disruption_holds_back_no_execute() {
+        let other = taint("dedicated", "NoSchedule", None);
+        let tainted =
+            desired_taints(std::slice::from_ref(&other), Some("Unknown"), ts(1), true).unwrap();
+        let held = desired_taints(&tainted, Some("Unknown"), ts(2), false).unwrap();
+        assert_eq!(
+            held,
+            vec![other.clone(), taint(TAINT_UNREACHABLE, "NoSchedule", None)]
+        );
+        assert!(desired_taints(&held, Some("Unknown"), ts(3), false).is_none());
+        assert!(full_disruption([false, false]));
+        assert!(!full_disruption([false, true]));
+        assert!(!full_disruption([]));
+    }
+
+    #[test]
+    fn health_needs_a_fresh_heartbeat_and_ready() {
+        let grace = Duration::from_secs(40);
+        let n = node(vec![cond("Ready", "True", Some(ts(0)))]);
+        assert!(healthy(&n, None, ts(40), grace));
+        assert!(!healthy(&n, None, ts(41), grace));
+        let nr = node(vec![cond("Ready", "False", Some(ts(0)))]);
+        assert!(!healthy(&nr, None, ts(1), grace));
     }
 
     #[test]

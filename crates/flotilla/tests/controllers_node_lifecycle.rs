@@ -78,9 +78,19 @@ fn pod_condition(pod: &Pod, type_: &str) -> Option<String> {
 /// A pod tolerating the unreachable taint for `seconds`, pinned to `node` either by
 /// spec.nodeName or (through the scheduler) by a hostname nodeSelector.
 fn pod(name: &str, node: &str, seconds: i64, by_scheduler: bool) -> Pod {
+    pod_tolerating(
+        name,
+        node,
+        "node.kubernetes.io/unreachable",
+        seconds,
+        by_scheduler,
+    )
+}
+
+fn pod_tolerating(name: &str, node: &str, key: &str, seconds: i64, by_scheduler: bool) -> Pod {
     let mut spec = json!({
         "containers": [{"name": "c", "image": "registry.invalid/app:1"}],
-        "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+        "tolerations": [{"key": key, "operator": "Exists",
                          "effect": "NoExecute", "tolerationSeconds": seconds}],
     });
     if by_scheduler {
@@ -96,50 +106,142 @@ fn pod(name: &str, node: &str, seconds: i64, by_scheduler: bool) -> Pod {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .try_init();
-    let server = Server::start_with(ServerOptions {
-        with_scheduler: true,
-        ..Default::default()
-    });
-    let client = client(&server).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let stopped = futures::FutureExt::shared(async {
-        let _ = stopped.await;
-    });
+/// A server with its scheduler, `count` simulated nodes named `<prefix>-<i>` renewing
+/// their Leases every 200 ms, and the node lifecycle controller (grace 3 s, default
+/// toleration 2 s, monitor period 500 ms).
+struct Cluster {
+    _server: Server,
+    client: kube::Client,
+    nodes: Api<Node>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
 
-    let sim = agent::simulated::SimulatedConfig {
-        count: 3,
-        name_prefix: PREFIX.into(),
-        lease_interval: Duration::from_millis(200),
-        ..Default::default()
-    };
-    tokio::spawn(agent::simulated::run(client.clone(), sim, stopped.clone()));
-    let nodes: Api<Node> = Api::all(client.clone());
-    for i in 0..3 {
-        let name = node_name(i);
-        eventually(30, "the simulated nodes register", || {
-            let nodes = nodes.clone();
-            let name = name.clone();
-            async move { nodes.get_opt(&name).await.unwrap() }
-        })
-        .await;
+impl Cluster {
+    async fn start(prefix: &str, count: usize) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+        let server = Server::start_with(ServerOptions {
+            with_scheduler: true,
+            ..Default::default()
+        });
+        let client = client(&server).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = futures::FutureExt::shared(async {
+            let _ = stopped.await;
+        });
+        let sim = agent::simulated::SimulatedConfig {
+            count,
+            name_prefix: prefix.into(),
+            lease_interval: Duration::from_millis(200),
+            ..Default::default()
+        };
+        tokio::spawn(agent::simulated::run(client.clone(), sim, stopped.clone()));
+        let nodes: Api<Node> = Api::all(client.clone());
+        for i in 0..count {
+            let name = format!("{prefix}-{i}");
+            eventually(30, "the simulated nodes register", || {
+                let nodes = nodes.clone();
+                let name = name.clone();
+                async move { nodes.get_opt(&name).await.unwrap() }
+            })
+            .await;
+        }
+        let config = controllers::node_lifecycle::Config {
+            grace_period: Duration::from_secs(3),
+            default_toleration_seconds: 2,
+            monitor_period: Duration::from_millis(500),
+        };
+        tokio::spawn(controllers::node_lifecycle::run_with(
+            client.clone(),
+            config,
+            stopped,
+        ));
+        Cluster {
+            _server: server,
+            client,
+            nodes,
+            stop: Some(stop),
+        }
     }
 
-    let config = controllers::node_lifecycle::Config {
-        grace_period: Duration::from_secs(3),
-        default_toleration_seconds: 2,
-        monitor_period: Duration::from_millis(500),
-    };
-    tokio::spawn(controllers::node_lifecycle::run_with(
-        client.clone(),
-        config,
-        stopped.clone(),
-    ));
+    async fn set_heartbeat(&self, node: &str, stopped: bool) {
+        let value = if stopped {
+            json!("stopped")
+        } else {
+            Value::Null
+        };
+        self.nodes
+            .patch(
+                node,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"flotilla.io/heartbeat": value}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Posts the node's conditions as its kubelet would (simulated nodes only renew their
+    /// Lease): Ready with `ready`, no pressure.
+    async fn post_status(&self, node: &str, ready: &str) {
+        let now = Time(Timestamp::now());
+        let reason = if ready == "True" {
+            "KubeletReady"
+        } else {
+            "KubeletNotReady"
+        };
+        let mut conditions: Vec<Value> = vec![json!({"type": "Ready", "status": ready,
+            "reason": reason, "message": "simulated kubelet", "lastHeartbeatTime": now,
+            "lastTransitionTime": now})];
+        for (type_, reason) in [
+            ("MemoryPressure", "KubeletHasSufficientMemory"),
+            ("DiskPressure", "KubeletHasNoDiskPressure"),
+            ("PIDPressure", "KubeletHasSufficientPID"),
+        ] {
+            conditions.push(json!({"type": type_, "status": "False", "reason": reason,
+                "message": "simulated kubelet", "lastHeartbeatTime": now,
+                "lastTransitionTime": now}));
+        }
+        self.nodes
+            .patch_status(
+                node,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": conditions}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits for the node's taints to satisfy `check`.
+    async fn wait_taints(&self, node: &str, what: &str, check: impl Fn(&Node) -> bool) -> Node {
+        eventually(20, what, || {
+            let nodes = self.nodes.clone();
+            let node = node.to_string();
+            let check = &check;
+            async move {
+                let n = nodes.get(&node).await.unwrap();
+                check(&n).then_some(n)
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
+    let cluster = Cluster::start(PREFIX, 3).await;
+    let (client, nodes) = (cluster.client.clone(), cluster.nodes.clone());
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let (n0, n1) = (node_name(0), node_name(1));
@@ -317,6 +419,136 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
         .metadata
         .deletion_timestamp
         .is_none());
+}
 
-    let _ = stop.send(());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_ready_node_gets_the_not_ready_taints_and_evicts() {
+    let prefix = "nlc-nr-node";
+    let cluster = Cluster::start(prefix, 2).await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NS);
+    let n0 = format!("{prefix}-0");
+    for p in [
+        pod_tolerating(
+            "nlc-nr-short",
+            &n0,
+            "node.kubernetes.io/not-ready",
+            1,
+            false,
+        ),
+        // The admission default (300 s) for not-ready.
+        pod_tolerating("nlc-nr-default", &n0, "example.com/other", 1, false),
+    ] {
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    // The kubelet keeps its Lease but reports NotReady.
+    cluster.post_status(&n0, "False").await;
+    let n = cluster
+        .wait_taints(&n0, "node 0 gets the not-ready taints", |n| {
+            has_taint(n, "node.kubernetes.io/not-ready", "NoExecute")
+                && has_taint(n, "node.kubernetes.io/not-ready", "NoSchedule")
+        })
+        .await;
+    assert!(!has_taint(
+        &n,
+        "node.kubernetes.io/unreachable",
+        "NoExecute"
+    ));
+    // A live heartbeat: the kubelet's own conditions stand.
+    assert_eq!(condition(&n, "Ready").unwrap().status, "False");
+    assert_eq!(
+        condition(&n, "Ready").unwrap().reason.as_deref(),
+        Some("KubeletNotReady")
+    );
+    eventually(20, "the 1 s not-ready toleration evicts its pod", || {
+        let pods = pods.clone();
+        async move {
+            // The node's agent is alive, so the deletion may already have completed.
+            match pods.get_opt("nlc-nr-short").await.unwrap() {
+                None => Some(()),
+                Some(p) => p.metadata.deletion_timestamp.is_some().then_some(()),
+            }
+        }
+    })
+    .await;
+    let kept = pods.get("nlc-nr-default").await.unwrap();
+    assert!(kept.metadata.deletion_timestamp.is_none());
+    let tolerations = kept.spec.unwrap().tolerations.unwrap();
+    assert!(tolerations
+        .iter()
+        .any(|t| t.key.as_deref() == Some("node.kubernetes.io/not-ready")
+            && t.toleration_seconds == Some(300)));
+
+    // Ready again: the taints go.
+    cluster.post_status(&n0, "True").await;
+    let n = cluster
+        .wait_taints(&n0, "node 0's not-ready taints are removed", |n| {
+            !has_taint(n, "node.kubernetes.io/not-ready", "NoExecute")
+                && !has_taint(n, "node.kubernetes.io/not-ready", "NoSchedule")
+        })
+        .await;
+    assert_eq!(condition(&n, "Ready").unwrap().status, "True");
+    assert!(pods
+        .get("nlc-nr-default")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_node_is_silent_nothing_is_evicted() {
+    let prefix = "nlc-all-node";
+    let cluster = Cluster::start(prefix, 2).await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NS);
+    let (n0, n1) = (format!("{prefix}-0"), format!("{prefix}-1"));
+    pods.create(&PostParams::default(), &pod("nlc-all-short", &n0, 1, false))
+        .await
+        .unwrap();
+    cluster.set_heartbeat(&n0, true).await;
+    cluster.set_heartbeat(&n1, true).await;
+    // Both go Unknown and unschedulable, but without the NoExecute taint.
+    for n in [&n0, &n1] {
+        let node = cluster
+            .wait_taints(
+                n,
+                "the silent nodes get the unreachable NoSchedule taint",
+                |n| has_taint(n, "node.kubernetes.io/unreachable", "NoSchedule"),
+            )
+            .await;
+        assert_eq!(condition(&node, "Ready").unwrap().status, "Unknown");
+    }
+    // Past the 1 s toleration and several monitor periods, nothing is NoExecute-tainted or
+    // evicted.
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        for n in [&n0, &n1] {
+            let node = cluster.nodes.get(n).await.unwrap();
+            assert!(!has_taint(
+                &node,
+                "node.kubernetes.io/unreachable",
+                "NoExecute"
+            ));
+        }
+        let p = pods.get("nlc-all-short").await.unwrap();
+        assert!(p.metadata.deletion_timestamp.is_none());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // One node comes back: the other is no longer a full disruption, so it is tainted
+    // NoExecute and its pod evicted.
+    cluster.set_heartbeat(&n1, false).await;
+    cluster.post_status(&n1, "True").await;
+    cluster
+        .wait_taints(&n0, "the still-silent node gets the NoExecute taint", |n| {
+            has_taint(n, "node.kubernetes.io/unreachable", "NoExecute")
+        })
+        .await;
+    eventually(20, "its pod is evicted", || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("nlc-all-short").await.unwrap();
+            p.metadata.deletion_timestamp.is_some().then_some(())
+        }
+    })
+    .await;
 }
