@@ -63,7 +63,12 @@ struct Context {
     recorder: EventRecorder,
     /// Consecutive failed syncs per ReplicaSet, for the exponential retry back-off.
     failures: Mutex<HashMap<ObjectRef<ReplicaSet>, u32>>,
+    /// The controller's ReplicaSet cache: sibling ReplicaSets (same owner) for ranking.
+    replica_sets: Store<ReplicaSet>,
 }
+
+/// Requests in flight at once when a sync creates or deletes many pods.
+const IN_FLIGHT: usize = 64;
 
 /// Runs the controller until `shutdown` completes.
 pub async fn run(
@@ -84,6 +89,7 @@ pub async fn run(
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
         failures: Mutex::new(HashMap::new()),
+        replica_sets: store.clone(),
     });
     controller
         .watches(
@@ -157,10 +163,17 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let all = pods_api.list(&ListParams::default()).await?.items;
     let active: Vec<Pod> = all.into_iter().filter(is_pod_active).collect();
+    let siblings = sibling_uids(&rs, &ctx.replica_sets.state());
+    let siblings_pods: Vec<Pod> = active
+        .iter()
+        .filter(|p| controller_of(&p.metadata).is_some_and(|r| siblings.contains(&r.uid)))
+        .cloned()
+        .collect();
     let owned = claim_pods(&ctx, &rs, &pods_api, active).await?;
 
     let manage = if rs.metadata.deletion_timestamp.is_none() {
-        manage_replicas(&ctx, &rs, &pods_api, &owned).await
+        let related: Vec<&Pod> = owned.iter().chain(&siblings_pods).collect();
+        manage_replicas(&ctx, &rs, &pods_api, &owned, &related).await
     } else {
         Ok(())
     };
@@ -360,15 +373,21 @@ async fn manage_replicas(
     rs: &ReplicaSet,
     pods_api: &Api<Pod>,
     owned: &[Pod],
+    related: &[&Pod],
 ) -> Result<(), (&'static str, String)> {
     let want = desired_replicas(rs);
     if owned.len() < want {
         let count = (want - owned.len()).min(BURST_REPLICAS);
         let pod = pod_from_template(rs).map_err(|e| ("FailedCreate", e))?;
-        let pp = PostParams::default();
         for batch in slow_start_batches(count) {
-            let results =
-                futures::future::join_all((0..batch).map(|_| pods_api.create(&pp, &pod))).await;
+            let results: Vec<_> = futures::stream::iter((0..batch).map(|_| {
+                let api = pods_api.clone();
+                let pod = pod.clone();
+                async move { api.create(&PostParams::default(), &pod).await }
+            }))
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
             let mut first_err = None;
             for r in results {
                 match r {
@@ -397,18 +416,20 @@ async fn manage_replicas(
     } else if owned.len() > want {
         let count = (owned.len() - want).min(BURST_REPLICAS);
         let now = jiff::Timestamp::now();
-        let victims: Vec<&Pod> = deletion_order(owned, now)
+        let victims: Vec<String> = deletion_order(owned, related, now)
             .into_iter()
             .take(count)
-            .map(|i| &owned[i])
+            .map(|i| owned[i].name_any())
             .collect();
-        let results = futures::future::join_all(victims.iter().map(|p| async move {
-            let name = p.name_any();
-            (
-                name.clone(),
-                ignore_not_found(pods_api.delete(&name, &DeleteParams::default()).await),
-            )
+        let results: Vec<_> = futures::stream::iter(victims.into_iter().map(|name| {
+            let api = pods_api.clone();
+            async move {
+                let r = api.delete(&name, &DeleteParams::default()).await;
+                (name, ignore_not_found(r))
+            }
         }))
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
         .await;
         let mut first_err = None;
         for (name, r) in results {
@@ -637,15 +658,16 @@ fn status_patch(s: &ReplicaSetStatus) -> serde_json::Value {
 
 /// Indices of `pods` from the least to the most valuable: the order scale-down deletes in
 /// (Kubernetes' `ActivePodsWithRanks` with `LogarithmicScaleDown`, the rank being the
-/// number of these pods on the same node):
+/// number of `related` pods on the same node: this ReplicaSet's and its siblings', those
+/// of the same Deployment):
 /// unassigned before assigned; Pending before Unknown before Running; not ready before
 /// ready; more pods doubled up on the node first; for ready pods, ready more recently
 /// first; more container restarts first; newer first; then by uid. Times compare by the
 /// power of two of their age, so pods made in one burst are taken at random (by uid)
 /// rather than strictly newest first. A sort key, so the order is total.
-pub fn deletion_order(pods: &[Pod], now: jiff::Timestamp) -> Vec<usize> {
+pub fn deletion_order(pods: &[Pod], related: &[&Pod], now: jiff::Timestamp) -> Vec<usize> {
     let mut on_node: HashMap<&str, usize> = HashMap::new();
-    for p in pods {
+    for p in related {
         *on_node.entry(node_name(p)).or_insert(0) += 1;
     }
     let mut idx: Vec<usize> = (0..pods.len()).collect();
@@ -687,6 +709,21 @@ fn age_bucket(t: Option<jiff::Timestamp>, now: jiff::Timestamp) -> i64 {
     } else {
         i64::from(127 - age.leading_zeros() as i32)
     }
+}
+
+/// The uids of the other ReplicaSets with the same controller (a Deployment's other
+/// revisions); none for a ReplicaSet without a controller.
+pub fn sibling_uids(rs: &ReplicaSet, all: &[Arc<ReplicaSet>]) -> Vec<String> {
+    let Some(owner) = controller_of(&rs.metadata) else {
+        return Vec::new();
+    };
+    all.iter()
+        .filter(|o| {
+            o.metadata.namespace == rs.metadata.namespace && o.metadata.uid != rs.metadata.uid
+        })
+        .filter(|o| controller_of(&o.metadata).is_some_and(|r| r.uid == owner.uid))
+        .filter_map(|o| o.metadata.uid.clone())
+        .collect()
 }
 
 fn node_name(p: &Pod) -> &str {
@@ -816,7 +853,8 @@ mod tests {
     }
 
     fn order(pods: &[Pod]) -> Vec<String> {
-        deletion_order(pods, now())
+        let related: Vec<&Pod> = pods.iter().collect();
+        deletion_order(pods, &related, now())
             .into_iter()
             .map(|i| pods[i].name_any())
             .collect()
@@ -1021,6 +1059,49 @@ mod tests {
         no_time.metadata.creation_timestamp = None;
         let pods = vec![pod("new", "n2", "Running", None, 0, 10), no_time];
         assert_eq!(order(&pods), ["no-time", "new"]);
+    }
+
+    #[test]
+    fn siblings_pods_count_towards_doubling_up() {
+        // Alone among this ReplicaSet's pods on n1 and n2, but a sibling revision's pod
+        // shares n2: the n2 pod goes first.
+        let pods = vec![
+            pod("on-n1", "n1", "Running", Some(100), 0, 100),
+            pod("on-n2", "n2", "Running", Some(100), 0, 100),
+        ];
+        let sibling = pod("sibling", "n2", "Running", Some(100), 0, 100);
+        let related: Vec<&Pod> = pods.iter().chain([&sibling]).collect();
+        let first = deletion_order(&pods, &related, now())[0];
+        assert_eq!(pods[first].name_any(), "on-n2");
+    }
+
+    #[test]
+    fn siblings_share_the_controller() {
+        let deployment = OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "d".into(),
+            uid: "d-uid".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let mk = |name: &str, ns: &str, owner: Option<&OwnerReference>| {
+            let mut r = rs(1, 0);
+            r.metadata.name = Some(name.into());
+            r.metadata.uid = Some(format!("{name}-uid"));
+            r.metadata.namespace = Some(ns.into());
+            r.metadata.owner_references = owner.map(|o| vec![o.clone()]);
+            Arc::new(r)
+        };
+        let me = mk("v2", "ns", Some(&deployment));
+        let all = vec![
+            me.clone(),
+            mk("v1", "ns", Some(&deployment)),
+            mk("lone", "ns", None),
+            mk("far", "other", Some(&deployment)),
+        ];
+        assert_eq!(sibling_uids(&me, &all), ["v1-uid"]);
+        assert!(sibling_uids(&all[2], &all).is_empty());
     }
 
     #[test]

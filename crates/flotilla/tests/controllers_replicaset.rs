@@ -287,3 +287,30 @@ async fn adopts_orphans_and_releases_mismatches() {
     let labels: BTreeMap<String, String> = h.pods().get("stray").await.unwrap().labels().clone();
     assert_eq!(labels.get("app").map(String::as_str), Some("other"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_replicas_comes_and_goes() {
+    let h = Harness::start("rsburst", 3).await;
+    h.kubectl(&["apply", "-f", "-"], Some(manifest("burst", 60)))
+        .await;
+    let pods = h.converged("burst", 60).await;
+    let names: std::collections::BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
+    assert_eq!(names.len(), 60);
+    h.kubectl(&["scale", "rs", "burst", "--replicas=0"], None)
+        .await;
+    h.converged("burst", 0).await;
+    // Nothing is left behind once the simulated nodes finish the deletions.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let left = h.pods().list(&ListParams::default()).await.unwrap().items;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} pods left",
+            left.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
