@@ -314,6 +314,14 @@ async fn claim_pods(
     Ok(owned)
 }
 
+/// The API's refusal to create in a namespace being deleted (cause `NamespaceTerminating`).
+pub fn is_namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
+}
+
 fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<Option<T>, Error> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -397,6 +405,8 @@ async fn manage_replicas(
                         "SuccessfulCreate",
                         format!("Created pod: {}", created.name_any()),
                     ),
+                    // Creating in a terminating namespace is no failure: nothing more to do.
+                    Err(e) if is_namespace_terminating(&e) => {}
                     Err(e) => {
                         let msg = e.to_string();
                         ctx.recorder.object_event(
@@ -1102,6 +1112,29 @@ mod tests {
         ];
         assert_eq!(sibling_uids(&me, &all), ["v1-uid"]);
         assert!(sibling_uids(&all[2], &all).is_empty());
+    }
+
+    #[test]
+    fn namespace_termination_is_recognised_by_its_cause() {
+        let status = |reason: &str| {
+            let mut s = kube::core::Status::failure("forbidden", "Forbidden");
+            s.code = 403;
+            s.details = Some(kube::core::response::StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                causes: vec![kube::core::response::StatusCause {
+                    reason: reason.into(),
+                    message: "namespace ns is being terminated".into(),
+                    field: "metadata.namespace".into(),
+                }],
+                retry_after_seconds: 0,
+            });
+            kube::Error::Api(s.boxed())
+        };
+        assert!(is_namespace_terminating(&status("NamespaceTerminating")));
+        assert!(!is_namespace_terminating(&status("FieldValueInvalid")));
     }
 
     #[test]
