@@ -120,6 +120,21 @@ pub fn without_owner(refs: &[OwnerReference], owner_uid: &str) -> Option<Vec<Own
     )
 }
 
+/// `refs` with no reference blocking its owner's deletion, or None when none did.
+pub fn unblocked(refs: &[OwnerReference]) -> Option<Vec<OwnerReference>> {
+    if !refs.iter().any(|r| r.block_owner_deletion == Some(true)) {
+        return None;
+    }
+    Some(
+        refs.iter()
+            .map(|r| OwnerReference {
+                block_owner_deletion: r.block_owner_deletion.map(|_| false),
+                ..r.clone()
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +279,14 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].uid, "b");
         assert!(without_owner(&refs, "z").is_none());
+    }
+
+    #[test]
+    fn unblocked_clears_only_set_flags() {
+        let refs = vec![oref("a", Some(true)), oref("b", None)];
+        let out = unblocked(&refs).unwrap();
+        assert_eq!(out[0].block_owner_deletion, Some(false));
+        assert_eq!(out[1].block_owner_deletion, None);
+        assert!(unblocked(&out).is_none());
     }
 }

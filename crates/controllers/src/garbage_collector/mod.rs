@@ -281,10 +281,22 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let discovery = Discovery::new(client.clone())
-        .run()
-        .await
-        .map_err(Error::Discovery)?;
+    let shutdown = shutdown.shared();
+    // The API server may not be serving yet: retry discovery with back-off until shutdown.
+    let mut delay = Duration::from_millis(200);
+    let discovery = loop {
+        match Discovery::new(client.clone()).run().await {
+            Ok(d) => break d,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "garbage collector: discovery failed");
+                tokio::select! {
+                    _ = shutdown.clone() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
     let mut kinds = Vec::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
@@ -334,7 +346,6 @@ pub async fn run(
     });
     tracing::info!(resources = kinds.len(), "garbage collector watching");
 
-    let shutdown = shutdown.shared();
     let mut controllers = Vec::with_capacity(kinds.len());
     for ((i, kind), rx) in kinds.into_iter().enumerate().zip(receivers) {
         let api = Api::<Meta>::all_with(ctx.client.clone(), &kind.ar);
@@ -355,8 +366,10 @@ pub async fn run(
             .graceful_shutdown_on(shutdown.clone())
             .run(move |obj, ctx| reconcile(obj, ctx, i), error_policy, ctx)
             .for_each(|res| async move {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "garbage collector reconcile failed");
+                match res {
+                    // Woken for an object that went meanwhile: nothing to collect.
+                    Ok(_) | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
+                    Err(e) => tracing::debug!(error = %e, "garbage collector reconcile failed"),
                 }
             });
         controllers.push(tokio::spawn(controller));
@@ -457,7 +470,7 @@ async fn attempt_to_delete(
         }
         owners.push((r, state));
     }
-    let has_dependents = {
+    let (has_dependents, dependent_waits) = {
         let g = ctx.graph();
         // Whether it has dependents decides the policy when an owner waits for it.
         let waiting = owners
@@ -466,7 +479,11 @@ async fn attempt_to_delete(
         if waiting && !g.all_synced() {
             return Err(Error::NotSynced);
         }
-        !g.dependents_of(uid).is_empty()
+        let deps = g.dependents_of(uid);
+        (
+            !deps.is_empty(),
+            deps.iter().any(|(_, n, _)| n.waiting_for_dependents),
+        )
     };
     let finalizers = obj.metadata.finalizers.clone().unwrap_or_default();
     let name = obj.metadata.name.clone().unwrap_or_default();
@@ -484,6 +501,22 @@ async fn attempt_to_delete(
                 .await?;
         }
         DependentDecision::Delete(policy) => {
+            // Kubernetes' cycle breaker: deleting this object in the foreground while one of
+            // its own dependents also waits for its dependents could wait forever; stop
+            // blocking the owners first.
+            if policy == kube::api::PropagationPolicy::Foreground && dependent_waits {
+                let refs = obj.metadata.owner_references.clone().unwrap_or_default();
+                if let Some(refs) = decide::unblocked(&refs) {
+                    let patch = json!({"metadata": {
+                        "uid": uid,
+                        "resourceVersion": obj.metadata.resource_version,
+                        "ownerReferences": refs,
+                    }});
+                    ctx.api(kind, ns)
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                }
+            }
             tracing::debug!(%name, ?policy, "garbage collector: deleting a dependent whose owners are gone");
             let dp = DeleteParams {
                 propagation_policy: Some(policy),
