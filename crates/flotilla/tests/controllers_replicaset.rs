@@ -28,10 +28,14 @@ struct Harness {
 
 impl Harness {
     async fn start(test: &str, nodes: usize) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
+        // RUST_LOG=flotilla_controllers=debug shows the controller's syncs. Without it,
+        // nothing: the clients' reconnect errors once a test's server is gone are noise.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let server = Server::start_with(ServerOptions {
             with_scheduler: true,
             ..Default::default()
