@@ -46,6 +46,10 @@ pub struct ServerArgs {
     /// Run without the scheduler (pods stay Pending unless something else binds them).
     #[arg(long)]
     pub no_scheduler: bool,
+    /// Run without the controllers (ReplicaSet, Deployment, garbage collector, node
+    /// lifecycle): workload objects are stored but nothing acts on them.
+    #[arg(long)]
+    pub no_controllers: bool,
     /// The in-process agent's settings (ignored with --no-agent).
     #[command(flatten)]
     pub agent: AgentOptions,
@@ -161,6 +165,9 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if !args.no_controllers {
+        spawn_controllers(&in_process, &stop_rx);
+    }
     if !args.no_scheduler {
         let client = in_process_client(
             in_process.clone(),
@@ -227,6 +234,31 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// The controller manager: each controller on its own task with the router-direct client,
+/// as `system:kube-controller-manager`. A controller that fails is logged, not fatal: the
+/// API keeps serving and the others keep reconciling.
+fn spawn_controllers(app: &axum::Router, stop: &tokio::sync::watch::Receiver<bool>) {
+    let client = in_process_client(
+        app.clone(),
+        UserInfo::authenticated("system:kube-controller-manager", []),
+    );
+    macro_rules! controller {
+        ($name:literal, $run:path) => {{
+            let client = client.clone();
+            let stop = stopped(stop.clone());
+            tokio::spawn(async move {
+                if let Err(e) = $run(client, stop).await {
+                    tracing::error!(controller = $name, error = %e, "controller failed");
+                }
+            });
+        }};
+    }
+    controller!("replicaset", controllers::replicaset::run);
+    controller!("deployment", controllers::deployment::run);
+    controller!("garbage-collector", controllers::garbage_collector::run);
+    controller!("node-lifecycle", controllers::node_lifecycle::run);
 }
 
 /// How long the in-process agent gets to stop after the server has.

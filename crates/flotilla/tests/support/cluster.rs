@@ -120,6 +120,7 @@ impl Cluster {
             args: server_args,
             with_agent: opts.agent == AgentMode::InProcess,
             with_scheduler: true,
+            with_controllers: true,
             ..ServerOptions::default()
         });
         let agent_data_dir = match opts.agent {

@@ -128,6 +128,8 @@ pub struct ServerOptions {
     /// Run the server's scheduler; by default servers start with `--no-scheduler`, so
     /// control-plane tests see only the writes they make.
     pub with_scheduler: bool,
+    /// Run the server's controllers; off by default for the same reason.
+    pub with_controllers: bool,
 }
 
 impl ServerOptions {
@@ -311,6 +313,11 @@ fn spawn_server(opts: &ServerOptions, data_dir: &Path, port: u16, log: &Path) ->
             None
         } else {
             Some("--no-scheduler")
+        })
+        .args(if opts.with_controllers {
+            None
+        } else {
+            Some("--no-controllers")
         })
         .args(&opts.args)
         .env(
