@@ -120,6 +120,18 @@ impl Harness {
     /// Waits until Deployment `name` has exactly `n` live, Running pods, all of `image`, and
     /// reports them updated and available for its current generation.
     async fn converged(&self, name: &str, n: usize, image: &str) -> Vec<Pod> {
+        self.converged_updated(name, n, image, n).await
+    }
+
+    /// As `converged`, with `updated` of them from the current template (a paused
+    /// Deployment's template change leaves none updated).
+    async fn converged_updated(
+        &self,
+        name: &str,
+        n: usize,
+        image: &str,
+        updated: usize,
+    ) -> Vec<Pod> {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let d = self.deployments().get(name).await.unwrap();
@@ -134,7 +146,7 @@ impl Harness {
             if pods.len() == n
                 && running == n
                 && st.replicas == Some(n32)
-                && st.updated_replicas == Some(n32)
+                && st.updated_replicas == Some(updated as i32)
                 && st.ready_replicas == Some(n32)
                 && st.available_replicas == Some(n32)
                 && st.observed_generation == d.metadata.generation
@@ -167,7 +179,16 @@ impl Harness {
                     .any(|o| o.uid == uid && o.controller == Some(true))
             })
             .collect();
-        out.sort_by_key(|r| r.metadata.creation_timestamp.clone());
+        // Creation times have a resolution of seconds: the first revision breaks ties.
+        out.sort_by_key(|r| {
+            let first_rev: u32 = annotation(r, "deployment.kubernetes.io/revision-history")
+                .and_then(|h| h.split(',').next().and_then(|v| v.parse().ok()))
+                .or_else(|| {
+                    annotation(r, "deployment.kubernetes.io/revision").and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(0);
+            (r.metadata.creation_timestamp.clone(), first_rev)
+        });
         out
     }
 }
@@ -370,4 +391,223 @@ async fn lifecycle_kubectl_1_33() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_kubectl_1_29() {
     lifecycle("dep129", "1.29").await;
+}
+
+impl Harness {
+    /// Waits until the Deployment's controller has seen its current generation and its
+    /// Progressing condition has `reason`; returns the Deployment.
+    async fn progressing(&self, name: &str, reason: &str) -> Deployment {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let d = self.deployments().get(name).await.unwrap();
+            let st = d.status.clone().unwrap_or_default();
+            let got = st
+                .conditions
+                .as_ref()
+                .and_then(|c| c.iter().find(|c| c.type_ == "Progressing"))
+                .and_then(|c| c.reason.clone());
+            if st.observed_generation == d.metadata.generation && got.as_deref() == Some(reason) {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never reported Progressing {reason}: {st:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Recreate: the old pods are all gone before any new one exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_never_overlaps() {
+    let h = Harness::start("deprecreate", 2, "1.33").await;
+    h.kubectl(
+        &["apply", "-f", "-"],
+        Some(manifest("rec", 3, json!({"type": "Recreate"}))),
+    )
+    .await;
+    h.converged("rec", 3, "registry.invalid/app:1").await;
+    h.kubectl(
+        &["set", "image", "deployment/rec", "c=registry.invalid/app:2"],
+        None,
+    )
+    .await;
+    let sampler = async {
+        loop {
+            let pods = h.live_pods("rec").await;
+            let images: std::collections::BTreeSet<String> = pods.iter().map(image_of).collect();
+            assert!(images.len() <= 1, "old and new pods at once: {images:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let out = tokio::select! {
+        out = h.kubectl_output(&["rollout", "status", "deployment/rec", "--timeout=80s"], None) => out,
+        _ = sampler => unreachable!(),
+    };
+    assert!(out
+        .expect_success("rollout status")
+        .contains("successfully rolled out"));
+    h.converged("rec", 3, "registry.invalid/app:2").await;
+    let rss = h.owned_replica_sets("rec").await;
+    assert_eq!(rss.len(), 2);
+    assert_eq!(rss[0].spec.as_ref().unwrap().replicas, Some(0));
+    // Recreate never surges: max-replicas is the replica count.
+    assert_eq!(
+        annotation(&rss[1], "deployment.kubernetes.io/max-replicas").as_deref(),
+        Some("3")
+    );
+}
+
+/// Pause holds a template change back, resume rolls it out, restart rolls out again, and
+/// revisionHistoryLimit keeps one old ReplicaSet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_restart_and_history() {
+    let h = Harness::start("deppause", 2, "1.33").await;
+    let mut m: serde_json::Value =
+        serde_json::from_str(&manifest("pz", 2, json!({"type": "RollingUpdate"}))).unwrap();
+    m["spec"]["revisionHistoryLimit"] = json!(1);
+    h.kubectl(&["apply", "-f", "-"], Some(m.to_string())).await;
+    h.converged("pz", 2, "registry.invalid/app:1").await;
+
+    h.kubectl(&["rollout", "pause", "deployment/pz"], None)
+        .await;
+    h.progressing("pz", "DeploymentPaused").await;
+    h.kubectl(
+        &["set", "image", "deployment/pz", "c=registry.invalid/app:2"],
+        None,
+    )
+    .await;
+    // The change is observed but not rolled out.
+    h.progressing("pz", "DeploymentPaused").await;
+    assert_eq!(h.owned_replica_sets("pz").await.len(), 1);
+    assert!(h
+        .live_pods("pz")
+        .await
+        .iter()
+        .all(|p| image_of(p) == "registry.invalid/app:1"));
+    // Scaling still works while paused.
+    h.kubectl(&["scale", "deployment/pz", "--replicas=3"], None)
+        .await;
+    h.converged_updated("pz", 3, "registry.invalid/app:1", 0)
+        .await;
+    assert_eq!(h.owned_replica_sets("pz").await.len(), 1);
+
+    h.kubectl(&["rollout", "resume", "deployment/pz"], None)
+        .await;
+    let out = h
+        .kubectl(
+            &["rollout", "status", "deployment/pz", "--timeout=80s"],
+            None,
+        )
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    h.converged("pz", 3, "registry.invalid/app:2").await;
+
+    h.kubectl(&["rollout", "restart", "deployment/pz"], None)
+        .await;
+    let out = h
+        .kubectl(
+            &["rollout", "status", "deployment/pz", "--timeout=80s"],
+            None,
+        )
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    h.converged("pz", 3, "registry.invalid/app:2").await;
+    // Three revisions, limit 1: the first ReplicaSet is deleted.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let rss = loop {
+        let rss = h.owned_replica_sets("pz").await;
+        if rss.len() == 2 {
+            break rss;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} ReplicaSets",
+            rss.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let revs: Vec<_> = rss
+        .iter()
+        .map(|r| annotation(r, "deployment.kubernetes.io/revision").unwrap())
+        .collect();
+    assert_eq!(revs, vec!["2", "3"]);
+    let tpl = rss[1].spec.as_ref().unwrap().template.as_ref().unwrap();
+    assert!(tpl
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()
+        .contains_key("kubectl.kubernetes.io/restartedAt"));
+    let history = h
+        .kubectl(&["rollout", "history", "deployment/pz"], None)
+        .await;
+    assert!(history.contains('2') && history.contains('3'), "{history}");
+
+    // The controller records its scaling as events on the Deployment.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let events = h
+            .kubectl(
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "involvedObject.name=pz",
+                    "-o",
+                    "json",
+                ],
+                None,
+            )
+            .await;
+        if events.contains("ScalingReplicaSet") && events.contains("deployment-controller") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ScalingReplicaSet event: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Pods that never become available: Progressing turns False with ProgressDeadlineExceeded
+/// and `kubectl rollout status` fails saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_deadline_exceeded() {
+    let h = Harness::start("depdeadline", 1, "1.33").await;
+    let mut m: serde_json::Value =
+        serde_json::from_str(&manifest("stuck", 2, json!({"type": "RollingUpdate"}))).unwrap();
+    m["spec"]["progressDeadlineSeconds"] = json!(2);
+    m["spec"]["template"]["spec"]["nodeSelector"] = json!({"no-such-label": "x"});
+    h.kubectl(&["apply", "-f", "-"], Some(m.to_string())).await;
+    let d = h.progressing("stuck", "ProgressDeadlineExceeded").await;
+    let conds = d.status.as_ref().unwrap().conditions.clone().unwrap();
+    let p = conds.iter().find(|c| c.type_ == "Progressing").unwrap();
+    assert_eq!(p.status, "False");
+    assert!(p
+        .message
+        .as_deref()
+        .unwrap()
+        .ends_with("has timed out progressing."));
+    let a = conds.iter().find(|c| c.type_ == "Available").unwrap();
+    assert_eq!(
+        (a.status.as_str(), a.reason.as_deref()),
+        ("False", Some("MinimumReplicasUnavailable"))
+    );
+    let out = h
+        .kubectl_output(
+            &["rollout", "status", "deployment/stuck", "--timeout=30s"],
+            None,
+        )
+        .await;
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("exceeded its progress deadline"),
+        "{}",
+        out.stderr
+    );
 }
