@@ -24,10 +24,12 @@ struct Harness {
     server: Server,
     client: kube::Client,
     stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Which installed kubectl the test drives (tests spread over 1.29..1.33).
+    kubectl_version: &'static str,
 }
 
 impl Harness {
-    async fn start(test: &str, nodes: usize) -> Self {
+    async fn start(test: &str, nodes: usize, kubectl_version: &'static str) -> Self {
         // RUST_LOG=flotilla_controllers=debug shows the controller's syncs. Without it,
         // nothing: the clients' reconnect errors once a test's server is gone are noise.
         if std::env::var_os("RUST_LOG").is_some() {
@@ -62,11 +64,12 @@ impl Harness {
             server,
             client,
             stop: vec![sim_stop, rs_stop],
+            kubectl_version,
         }
     }
 
     async fn kubectl(&self, args: &[&str], stdin: Option<String>) -> String {
-        let mut k = self.server.kubectl("1.33");
+        let mut k = self.server.kubectl(self.kubectl_version);
         if let Some(s) = stdin {
             k = k.stdin(s);
         }
@@ -165,7 +168,7 @@ fn manifest(name: &str, replicas: i32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_scale_and_heal() {
-    let h = Harness::start("rsscale", 3).await;
+    let h = Harness::start("rsscale", 3, "1.33").await;
     h.kubectl(&["apply", "-f", "-"], Some(manifest("web", 3)))
         .await;
     let pods = h.converged("web", 3).await;
@@ -250,7 +253,7 @@ async fn apply_scale_and_heal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopts_orphans_and_releases_mismatches() {
-    let h = Harness::start("rsadopt", 3).await;
+    let h = Harness::start("rsadopt", 3, "1.29").await;
     // An orphan that matches the selector exists before the ReplicaSet.
     let orphan: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -294,7 +297,7 @@ async fn adopts_orphans_and_releases_mismatches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_replicas_comes_and_goes() {
-    let h = Harness::start("rsburst", 3).await;
+    let h = Harness::start("rsburst", 3, "1.31").await;
     h.kubectl(&["apply", "-f", "-"], Some(manifest("burst", 60)))
         .await;
     let pods = h.converged("burst", 60).await;
