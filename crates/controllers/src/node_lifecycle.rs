@@ -66,6 +66,17 @@ pub struct Config {
     pub default_toleration_seconds: i64,
     /// How often every node is looked at even when nothing changed (`--node-monitor-period`).
     pub monitor_period: Duration,
+    /// Nodes per second given NoExecute taints in a healthy zone
+    /// (`--node-eviction-rate`, 0.1).
+    pub eviction_rate: f64,
+    /// The same in a partially disrupted large zone (`--secondary-node-eviction-rate`, 0.01).
+    pub secondary_eviction_rate: f64,
+    /// The share of unhealthy nodes (more than 2) that makes a zone partially disrupted
+    /// (`--unhealthy-zone-threshold`, 0.55).
+    pub unhealthy_zone_threshold: f64,
+    /// Zones up to this size stop tainting altogether when partially disrupted
+    /// (`--large-cluster-size-threshold`, 50).
+    pub large_cluster_threshold: usize,
 }
 
 impl Default for Config {
@@ -74,6 +85,10 @@ impl Default for Config {
             grace_period: Duration::from_secs(40),
             default_toleration_seconds: 300,
             monitor_period: Duration::from_secs(5),
+            eviction_rate: 0.1,
+            secondary_eviction_rate: 0.01,
+            unhealthy_zone_threshold: 0.55,
+            large_cluster_threshold: 50,
         }
     }
 }
@@ -103,6 +118,8 @@ struct Context {
     recorder: EventRecorder,
     /// Consecutive failures per node, for the retry back-off.
     failures: Mutex<HashMap<String, u32>>,
+    /// The NoExecute tainting rate limiter of each zone.
+    limiters: Mutex<HashMap<String, TokenBucket>>,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -139,6 +156,7 @@ pub async fn run_with(
         leases: lease_store.clone(),
         pods: pod_store.clone(),
         failures: Mutex::default(),
+        limiters: Mutex::default(),
     });
 
     let controller = async move {
@@ -253,16 +271,50 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
     // network's than the nodes': no NoExecute taints, hence no evictions (Kubernetes'
     // "master disruption mode").
     let all_nodes = ctx.nodes.state();
-    let disruption = full_disruption(all_nodes.iter().map(|n| {
-        let lease = ctx
-            .leases
-            .get(&ObjectRef::new(&n.name_any()).within(LEASE_NAMESPACE));
-        healthy(n, lease.as_deref(), now, grace)
-    }));
+    let health: Vec<(String, bool)> = all_nodes
+        .iter()
+        .map(|n| {
+            let lease = ctx
+                .leases
+                .get(&ObjectRef::new(&n.name_any()).within(LEASE_NAMESPACE));
+            (zone_key(n), healthy(n, lease.as_deref(), now, grace))
+        })
+        .collect();
+    let disruption = full_disruption(health.iter().map(|(_, h)| *h));
     if disruption {
         tracing::warn!("every node is unhealthy: NoExecute taints are held back");
     }
-    if let Some(taints) = desired_taints(&existing, ready.as_deref(), now, !disruption) {
+    let mut no_execute = !disruption;
+    let mut limited: Option<Duration> = None;
+    if no_execute && adds_no_execute(&existing, ready.as_deref(), now) {
+        // New NoExecute taints are rate-limited per zone, by the zone's state.
+        let zone = zone_key(&node);
+        let zone_health: Vec<bool> = health
+            .iter()
+            .filter(|(z, _)| *z == zone)
+            .map(|(_, h)| *h)
+            .collect();
+        let rate = zone_rate(
+            zone_state(&zone_health, &ctx.config),
+            zone_health.len(),
+            &ctx.config,
+        );
+        let granted = ctx
+            .limiters
+            .lock()
+            .map(|mut l| {
+                l.entry(zone.clone())
+                    .or_default()
+                    .take(rate, std::time::Instant::now())
+            })
+            .unwrap_or(Ok(()));
+        if let Err(wait) = granted {
+            tracing::info!(node = %name, zone = %zone, retry_in = ?wait, "NoExecute tainting rate-limited");
+            no_execute = false;
+            limited = Some(wait);
+        }
+    }
+    if let Some(taints) = desired_taints(&existing, ready.as_deref(), now, no_execute) {
         let patch = json!({
             "metadata": {"resourceVersion": node.metadata.resource_version},
             "spec": {"taints": taints},
@@ -318,6 +370,9 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
     }
     if let Some(t) = next {
         wait = wait.min(until(now, t) + Duration::from_millis(10));
+    }
+    if let Some(l) = limited {
+        wait = wait.min(l);
     }
     Ok(Action::requeue(wait))
 }
@@ -541,6 +596,94 @@ pub fn desired_taints(
         }
     }
     (out != existing).then_some(out)
+}
+
+/// Whether making the taints match `ready` adds a NoExecute taint to a node that has none
+/// of the not-ready/unreachable ones (a swap between them is not rate-limited).
+pub fn adds_no_execute(existing: &[Taint], ready: Option<&str>, now: Timestamp) -> bool {
+    let had = existing.iter().any(|t| {
+        t.effect == NO_EXECUTE && (t.key == TAINT_UNREACHABLE || t.key == TAINT_NOT_READY)
+    });
+    !had && desired_taints(existing, ready, now, true)
+        .is_some_and(|ts| ts.iter().any(|t| t.effect == NO_EXECUTE))
+}
+
+/// The zone a node is in: its region and zone labels.
+pub fn zone_key(node: &Node) -> String {
+    let label = |k: &str| {
+        node.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(k).cloned())
+            .unwrap_or_default()
+    };
+    format!(
+        "{}:\u{0}:{}",
+        label("topology.kubernetes.io/region"),
+        label("topology.kubernetes.io/zone")
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneState {
+    Normal,
+    PartialDisruption,
+    FullDisruption,
+}
+
+/// Kubernetes' `ComputeZoneState`: no healthy node → full disruption; more than two
+/// unhealthy nodes making at least the threshold's share → partial.
+pub fn zone_state(health: &[bool], config: &Config) -> ZoneState {
+    let unhealthy = health.iter().filter(|h| !**h).count();
+    let healthy = health.len() - unhealthy;
+    if healthy == 0 && unhealthy > 0 {
+        ZoneState::FullDisruption
+    } else if unhealthy > 2
+        && (unhealthy as f64) / (health.len() as f64) >= config.unhealthy_zone_threshold
+    {
+        ZoneState::PartialDisruption
+    } else {
+        ZoneState::Normal
+    }
+}
+
+/// Nodes per second that may be NoExecute-tainted in a zone of `size` nodes.
+pub fn zone_rate(state: ZoneState, size: usize, config: &Config) -> f64 {
+    match state {
+        ZoneState::Normal | ZoneState::FullDisruption => config.eviction_rate,
+        ZoneState::PartialDisruption if size > config.large_cluster_threshold => {
+            config.secondary_eviction_rate
+        }
+        ZoneState::PartialDisruption => 0.0,
+    }
+}
+
+/// A token bucket of burst 1, refilled at the rate given at each take.
+#[derive(Debug, Default)]
+struct TokenBucket {
+    /// When the bucket was last looked at, and what it then held.
+    last: Option<(std::time::Instant, f64)>,
+}
+
+impl TokenBucket {
+    /// Takes a token, or says how long until one is there.
+    fn take(&mut self, rate: f64, now: std::time::Instant) -> Result<(), Duration> {
+        let tokens = match self.last {
+            None => 1.0,
+            Some((at, held)) => {
+                (held + now.saturating_duration_since(at).as_secs_f64() * rate).min(1.0)
+            }
+        };
+        if tokens >= 1.0 {
+            self.last = Some((now, tokens - 1.0));
+            return Ok(());
+        }
+        self.last = Some((now, tokens));
+        if rate <= 0.0 {
+            return Err(Duration::from_secs(5));
+        }
+        Err(Duration::from_secs_f64(((1.0 - tokens) / rate).min(3600.0)))
+    }
 }
 
 /// Whether `toleration` tolerates `taint` (Kubernetes' `ToleratesTaint`).
@@ -811,6 +954,53 @@ mod tests {
         assert!(!healthy(&n, None, ts(41), grace));
         let nr = node(vec![cond("Ready", "False", Some(ts(0)))]);
         assert!(!healthy(&nr, None, ts(1), grace));
+    }
+
+    #[test]
+    fn zones_and_rates() {
+        let c = Config::default();
+        assert_eq!(zone_state(&[true, true, false], &c), ZoneState::Normal);
+        assert_eq!(zone_state(&[false, false], &c), ZoneState::FullDisruption);
+        // Two unhealthy of three: not more than two, so Normal.
+        assert_eq!(zone_state(&[true, false, false], &c), ZoneState::Normal);
+        assert_eq!(
+            zone_state(&[true, false, false, false], &c),
+            ZoneState::PartialDisruption
+        );
+        assert_eq!(zone_state(&[], &c), ZoneState::Normal);
+        assert_eq!(zone_rate(ZoneState::Normal, 3, &c), 0.1);
+        assert_eq!(zone_rate(ZoneState::FullDisruption, 3, &c), 0.1);
+        assert_eq!(zone_rate(ZoneState::PartialDisruption, 10, &c), 0.0);
+        assert_eq!(zone_rate(ZoneState::PartialDisruption, 100, &c), 0.01);
+        let mut n = node(vec![]);
+        n.metadata.labels = Some(
+            [("topology.kubernetes.io/zone".to_string(), "z1".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(zone_key(&n), ":\u{0}:z1");
+    }
+
+    #[test]
+    fn token_bucket_limits_to_the_rate() {
+        let t0 = std::time::Instant::now();
+        let mut b = TokenBucket::default();
+        assert!(b.take(0.5, t0).is_ok());
+        assert_eq!(b.take(0.5, t0), Err(Duration::from_secs(2)));
+        assert_eq!(
+            b.take(0.5, t0 + Duration::from_secs(1)),
+            Err(Duration::from_secs(1))
+        );
+        assert!(b.take(0.5, t0 + Duration::from_secs(2)).is_ok());
+        assert!(b.take(0.0, t0 + Duration::from_secs(100)).is_err());
+    }
+
+    #[test]
+    fn only_a_new_no_execute_taint_is_rate_limited() {
+        assert!(adds_no_execute(&[], Some("Unknown"), ts(0)));
+        assert!(!adds_no_execute(&[], Some("True"), ts(0)));
+        let nr = [taint(TAINT_NOT_READY, "NoExecute", Some(0))];
+        assert!(!adds_no_execute(&nr, Some("Unknown"), ts(0)));
     }
 
     #[test]

@@ -152,6 +152,7 @@ impl Cluster {
             grace_period: Duration::from_secs(3),
             default_toleration_seconds: 2,
             monitor_period: Duration::from_millis(500),
+            ..Default::default()
         };
         tokio::spawn(controllers::node_lifecycle::run_with(
             client.clone(),
