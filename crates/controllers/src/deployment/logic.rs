@@ -19,6 +19,7 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 pub const PROGRESSING: &str = "Progressing";
 pub const AVAILABLE: &str = "Available";
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
 pub const NEW_RS_CREATED: &str = "NewReplicaSetCreated";
 pub const FOUND_NEW_RS: &str = "FoundNewReplicaSet";
 pub const RS_UPDATED: &str = "ReplicaSetUpdated";
@@ -672,6 +673,42 @@ pub fn rollout_conditions(
     }
 }
 
+/// `getReplicaFailures`: a ReplicaFailure=True condition of the new ReplicaSet (else of an
+/// old one) becomes the Deployment's ReplicaFailure condition; none removes it.
+pub fn replica_failure(
+    status: &mut DeploymentStatus,
+    all: &[&ReplicaSet],
+    new_rs: Option<&ReplicaSet>,
+) {
+    let failing = |rs: &ReplicaSet| {
+        rs.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == REPLICA_FAILURE && c.status == "True")
+                    .cloned()
+            })
+    };
+    let found = new_rs
+        .and_then(failing)
+        .or_else(|| all.iter().find_map(|rs| failing(rs)));
+    match found {
+        Some(c) => set_condition(
+            status,
+            DeploymentCondition {
+                type_: c.type_,
+                status: c.status,
+                reason: c.reason,
+                message: c.message,
+                last_update_time: c.last_transition_time.clone(),
+                last_transition_time: c.last_transition_time,
+            },
+        ),
+        None => remove_condition(status, REPLICA_FAILURE),
+    }
+}
+
 /// When a progressing, unfinished rollout must be looked at again to notice its deadline.
 pub fn requeue_for_deadline(
     d: &Deployment,
@@ -1008,6 +1045,29 @@ mod tests {
             get_condition(&s, AVAILABLE).unwrap().reason.as_deref(),
             Some(MIN_UNAVAILABLE)
         );
+    }
+
+    #[test]
+    fn replica_failure_comes_from_the_new_replica_set_first() {
+        let now = t("2024-05-01T00:00:00Z");
+        let d = deploy(json!({}));
+        let fail = |name: &str, msg: &str| {
+            let mut r = rs(name, "2024-01-01T00:00:00Z", 1, 0);
+            r.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(json!({
+                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": msg, "lastTransitionTime": "2024-04-01T00:00:00Z"}))
+            .unwrap()]);
+            r
+        };
+        let (old, new) = (fail("old", "old quota"), fail("new", "new quota"));
+        let mut s = calculate_status(&d, &[&old, &new], Some(&new), &now);
+        replica_failure(&mut s, &[&old, &new], Some(&new));
+        let c = get_condition(&s, REPLICA_FAILURE).unwrap();
+        assert_eq!(c.message.as_deref(), Some("new quota"));
+        assert_eq!(c.last_update_time, Some(t("2024-04-01T00:00:00Z")));
+        let healthy = rs("new", "2024-01-01T00:00:00Z", 1, 1);
+        replica_failure(&mut s, &[&healthy], Some(&healthy));
+        assert!(get_condition(&s, REPLICA_FAILURE).is_none());
     }
 
     #[test]

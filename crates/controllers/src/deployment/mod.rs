@@ -639,6 +639,7 @@ impl Sync<'_> {
         let mut status = calculate_status(&self.d, &all, new_ref, &t);
         let name = new_ref.map(|r| r.name_any());
         rollout_conditions(&self.d, &mut status, name.as_deref(), &t);
+        replica_failure(&mut status, &all, new_ref);
         let requeue = requeue_for_deadline(&self.d, &status, &t);
         self.write_status(status).await?;
         Ok(match requeue {
