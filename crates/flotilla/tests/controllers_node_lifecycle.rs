@@ -118,6 +118,12 @@ struct Cluster {
 
 impl Cluster {
     async fn start(prefix: &str, count: usize) -> Self {
+        Self::start_with(prefix, count, 3, 0.1).await
+    }
+
+    /// With the nodes spread over `zones` zones and NoExecute tainting limited to
+    /// `eviction_rate` nodes per second per zone.
+    async fn start_with(prefix: &str, count: usize, zones: usize, eviction_rate: f64) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
@@ -135,6 +141,7 @@ impl Cluster {
             count,
             name_prefix: prefix.into(),
             lease_interval: Duration::from_millis(200),
+            zones,
             ..Default::default()
         };
         tokio::spawn(agent::simulated::run(client.clone(), sim, stopped.clone()));
@@ -152,6 +159,7 @@ impl Cluster {
             grace_period: Duration::from_secs(3),
             default_toleration_seconds: 2,
             monitor_period: Duration::from_millis(500),
+            eviction_rate,
             ..Default::default()
         };
         tokio::spawn(controllers::node_lifecycle::run_with(
@@ -552,4 +560,49 @@ async fn when_every_node_is_silent_nothing_is_evicted() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_execute_tainting_is_rate_limited_per_zone() {
+    let prefix = "nlc-rate-node";
+    // One zone of three nodes, at most one new NoExecute taint every 2 s.
+    let cluster = Cluster::start_with(prefix, 3, 1, 0.5).await;
+    let (n0, n1) = (format!("{prefix}-0"), format!("{prefix}-1"));
+    cluster.set_heartbeat(&n0, true).await;
+    cluster.set_heartbeat(&n1, true).await;
+    let mut added = Vec::new();
+    for n in [&n0, &n1] {
+        let node = cluster
+            .wait_taints(n, "both silent nodes get the NoExecute taint", |n| {
+                has_taint(n, "node.kubernetes.io/unreachable", "NoExecute")
+            })
+            .await;
+        assert_eq!(condition(&node, "Ready").unwrap().status, "Unknown");
+        // Unschedulable at once, whatever the rate.
+        assert!(has_taint(
+            &node,
+            "node.kubernetes.io/unreachable",
+            "NoSchedule"
+        ));
+        let t = node
+            .spec
+            .unwrap()
+            .taints
+            .unwrap()
+            .into_iter()
+            .find(|t| t.effect == "NoExecute")
+            .and_then(|t| t.time_added)
+            .unwrap()
+            .0;
+        added.push(t);
+    }
+    let gap = added[0].duration_until(added[1]).abs();
+    assert!(
+        gap >= SignedDuration::from_millis(1500),
+        "NoExecute taints {gap} apart at 0.5 nodes/s"
+    );
+    // The third node, healthy, is untouched.
+    let n2 = cluster.nodes.get(&format!("{prefix}-2")).await.unwrap();
+    assert_eq!(condition(&n2, "Ready").unwrap().status, "True");
+    assert!(n2.spec.unwrap().taints.unwrap_or_default().is_empty());
 }
