@@ -611,3 +611,43 @@ async fn progress_deadline_exceeded() {
         out.stderr
     );
 }
+
+/// minReadySeconds reaches the ReplicaSet: ready pods count as available only once they have
+/// been ready that long, and the Deployment reports them so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_seconds_delays_availability() {
+    let h = Harness::start("depminready", 2, "1.33").await;
+    let mut m: serde_json::Value =
+        serde_json::from_str(&manifest("slow", 2, json!({"type": "RollingUpdate"}))).unwrap();
+    m["spec"]["minReadySeconds"] = json!(5);
+    h.kubectl(&["apply", "-f", "-"], Some(m.to_string())).await;
+    // Ready but not yet available.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let early = loop {
+        let st = h
+            .deployments()
+            .get("slow")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
+        if st.ready_replicas == Some(2) {
+            break st;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(early.available_replicas.unwrap_or(0) < 2, "{early:?}");
+    assert_eq!(
+        early.unavailable_replicas,
+        Some(2 - early.available_replicas.unwrap_or(0))
+    );
+    let rss = h.owned_replica_sets("slow").await;
+    assert_eq!(rss[0].spec.as_ref().unwrap().min_ready_seconds, Some(5));
+    // Then available, and the rollout complete.
+    h.converged("slow", 2, "registry.invalid/app:1").await;
+    h.progressing("slow", "NewReplicaSetAvailable").await;
+}
