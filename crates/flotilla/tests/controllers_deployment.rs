@@ -651,3 +651,33 @@ async fn min_ready_seconds_delays_availability() {
     h.converged("slow", 2, "registry.invalid/app:1").await;
     h.progressing("slow", "NewReplicaSetAvailable").await;
 }
+
+/// An orphan ReplicaSet the selector matches is adopted; with the Deployment's template it
+/// is the new ReplicaSet, so no other is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopts_an_orphan_replica_set() {
+    let h = Harness::start("depadopt", 2, "1.33").await;
+    let d: serde_json::Value =
+        serde_json::from_str(&manifest("adopt", 2, json!({"type": "RollingUpdate"}))).unwrap();
+    let mut template = d["spec"]["template"].clone();
+    template["metadata"]["labels"]["pod-template-hash"] = json!("orphan");
+    let rs = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "adopt-orphan", "namespace": "default",
+            "labels": {"app": "adopt", "pod-template-hash": "orphan"}},
+        "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"app": "adopt", "pod-template-hash": "orphan"}},
+            "template": template},
+    });
+    h.kubectl(&["apply", "-f", "-"], Some(rs.to_string())).await;
+    h.kubectl(&["apply", "-f", "-"], Some(d.to_string())).await;
+    h.converged("adopt", 2, "registry.invalid/app:1").await;
+    let rss = h.owned_replica_sets("adopt").await;
+    assert_eq!(rss.len(), 1, "{rss:?}");
+    assert_eq!(rss[0].name_any(), "adopt-orphan");
+    assert_eq!(rss[0].spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(
+        annotation(&rss[0], "deployment.kubernetes.io/revision").as_deref(),
+        Some("1")
+    );
+}
