@@ -110,7 +110,7 @@ fn pod_tolerating(name: &str, node: &str, key: &str, seconds: i64, by_scheduler:
 /// their Leases every 200 ms, and the node lifecycle controller (grace 3 s, default
 /// toleration 2 s, monitor period 500 ms).
 struct Cluster {
-    _server: Server,
+    server: Server,
     client: kube::Client,
     nodes: Api<Node>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -168,7 +168,7 @@ impl Cluster {
             stopped,
         ));
         Cluster {
-            _server: server,
+            server,
             client,
             nodes,
             stop: Some(stop),
@@ -311,6 +311,26 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
         }
     })
     .await;
+    // kubectl reads it as Kubernetes' would.
+    for version in ["1.29", "1.33"] {
+        let out = cluster
+            .server
+            .kubectl_run(version, &["get", "node", &n0, "--no-headers"]);
+        let status = out
+            .expect_success("kubectl get node")
+            .split_whitespace()
+            .nth(1);
+        assert_eq!(status, Some("NotReady"), "kubectl {version}");
+    }
+    let out = cluster
+        .server
+        .kubectl_run("1.33", &["describe", "node", &n0]);
+    let described = out.expect_success("kubectl describe node");
+    assert!(
+        described.contains("node.kubernetes.io/unreachable:NoExecute"),
+        "{described}"
+    );
+    assert!(described.contains("NodeStatusUnknown"), "{described}");
     for type_ in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
         let c = condition(&silent, type_).unwrap();
         assert_eq!(c.status, "Unknown", "{type_}");
