@@ -29,10 +29,14 @@ struct Harness {
 
 impl Harness {
     async fn start(ns: &str) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
+        // RUST_LOG=flotilla_controllers=debug shows the collector's decisions. Without it,
+        // nothing: the clients' reconnect errors once a test's server is gone are noise.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let server = Server::start();
         let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
@@ -550,5 +554,87 @@ async fn every_workload_kind_is_collected_and_cluster_scoped_owners_count() {
         .await
         .unwrap();
     h.wait_gone("owned-by-node").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_deletion_waits_for_the_whole_blocking_tree() {
+    let h = Harness::start("gc-fg-tree").await;
+    let top = h.cm("top", &[], &[]).await;
+    let mid = h.cm("mid", &[(&top, true)], &[]).await;
+    h.cm("leaf", &[(&mid, true)], &["example.com/hold"]).await;
+
+    h.cms()
+        .delete("top", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    // The middle object is itself deleted in the foreground: it waits for the leaf, and the
+    // top waits for it.
+    h.wait_until("mid", "deleted in the foreground", |cm| {
+        cm.metadata.deletion_timestamp.is_some()
+            && finalizers_of(cm).contains(&"foregroundDeletion".to_string())
+    })
+    .await;
+    h.wait_until("leaf", "marked for deletion", |cm| {
+        cm.metadata.deletion_timestamp.is_some()
+    })
+    .await;
+    let t = h.get("top").await.expect("the top waits for the tree");
+    assert!(finalizers_of(&t).contains(&"foregroundDeletion".to_string()));
+
+    h.cms()
+        .patch(
+            "leaf",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    h.wait_gone("leaf").await;
+    h.wait_gone("mid").await;
+    h.wait_gone("top").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_scoped_dependent_of_a_namespaced_owner_is_collected_with_an_event() {
+    let h = Harness::start("gc-invalid-ns").await;
+    let owner = h.cm("owner", &[], &[]).await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(h.client.clone());
+    let mut n = k8s_openapi::api::core::v1::Node::default();
+    n.metadata.name = Some("gc-invalid-ns-node".into());
+    n.metadata.owner_references = Some(vec![owner_ref(&owner, false)]);
+    nodes.create(&PostParams::default(), &n).await.unwrap();
+    let start = Instant::now();
+    while nodes.get_opt("gc-invalid-ns-node").await.unwrap().is_some() {
+        assert!(start.elapsed() < DEADLINE, "the node was not collected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The owner itself is untouched, and an Event tells why the node went.
+    assert!(h.get("owner").await.is_some());
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(h.client.clone(), "default");
+    let start = Instant::now();
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let found = list.items.iter().find(|e| {
+            e.involved_object.name.as_deref() == Some("gc-invalid-ns-node")
+                && e.reason.as_deref() == Some("OwnerRefInvalidNamespace")
+        });
+        if let Some(e) = found {
+            assert_eq!(e.type_.as_deref(), Some("Warning"));
+            let msg = e.message.clone().unwrap_or_default();
+            assert!(
+                msg.contains("v1/ConfigMap") && msg.contains("name: owner"),
+                "{msg}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no OwnerRefInvalidNamespace event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     h.stop().await;
 }

@@ -197,13 +197,16 @@ impl Graph {
     /// Every owner `refs` names is known and not waiting for its dependents: the object
     /// certainly has a solid owner and no dangling reference, no API call needed. (An owner
     /// that went since is followed by its Delete event, which wakes the object again.)
-    fn owners_all_solid(&self, refs: &[OwnerReference]) -> bool {
+    /// The owner must also be where the reference can point: cluster-scoped, or in the
+    /// dependent's `namespace`.
+    fn owners_all_solid(&self, refs: &[OwnerReference], namespace: Option<&str>) -> bool {
         self.all_synced()
             && !refs.is_empty()
             && refs.iter().all(|r| {
-                self.nodes
-                    .get(&r.uid)
-                    .is_some_and(|n| !n.waiting_for_dependents)
+                self.nodes.get(&r.uid).is_some_and(|n| {
+                    !n.waiting_for_dependents
+                        && (n.namespace.is_none() || n.namespace.as_deref() == namespace)
+                })
             })
     }
 }
@@ -446,7 +449,10 @@ async fn attempt_to_delete(
     kind: usize,
     refs: Vec<OwnerReference>,
 ) -> Result<Action, Error> {
-    if ctx.graph().owners_all_solid(&refs) {
+    if ctx
+        .graph()
+        .owners_all_solid(&refs, obj.metadata.namespace.as_deref())
+    {
         return Ok(Action::await_change());
     }
     let ns = obj.metadata.namespace.as_deref();
@@ -463,8 +469,8 @@ async fn attempt_to_delete(
                 events::EventType::Warning,
                 "OwnerRefInvalidNamespace",
                 format!(
-                    "ownerRef [{}, namespace: , name: {}, uid: {}] does not exist in namespace \"\"",
-                    r.kind, r.name, r.uid
+                    "ownerRef [{}/{}, namespace: , name: {}, uid: {}] does not exist in namespace \"\"",
+                    r.api_version, r.kind, r.name, r.uid
                 ),
             );
         }
@@ -767,16 +773,22 @@ mod tests {
             .unwrap_or_default();
         g.apply(0, &watcher::Event::Init);
         g.apply(0, &watcher::Event::InitApply(obj("a", &[])));
-        assert!(!g.owners_all_solid(&refs), "not synced yet");
+        assert!(!g.owners_all_solid(&refs, Some("ns")), "not synced yet");
         g.apply(0, &watcher::Event::InitDone);
-        assert!(g.owners_all_solid(&refs));
-        assert!(!g.owners_all_solid(&[]));
+        assert!(g.owners_all_solid(&refs, Some("ns")));
+        assert!(!g.owners_all_solid(&[], Some("ns")));
+        // A namespaced owner cannot own across namespaces, nor a cluster-scoped object.
+        assert!(!g.owners_all_solid(&refs, Some("elsewhere")));
+        assert!(!g.owners_all_solid(&refs, None));
         let mut deleting = obj("a", &[]);
         deleting.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
         deleting.metadata.finalizers = Some(vec![FOREGROUND_FINALIZER.into()]);
         g.apply(0, &watcher::Event::Apply(deleting));
-        assert!(!g.owners_all_solid(&refs));
+        assert!(!g.owners_all_solid(&refs, Some("ns")));
         g.apply(0, &watcher::Event::Delete(obj("a", &[])));
-        assert!(!g.owners_all_solid(&refs), "an unknown owner needs a look");
+        assert!(
+            !g.owners_all_solid(&refs, Some("ns")),
+            "an unknown owner needs a look"
+        );
     }
 }
