@@ -357,10 +357,15 @@ pub async fn run(
         let observer = ctx.clone();
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
-            .inspect(move |e| {
-                if let Ok(e) = e {
-                    observer.observe(i, e);
-                }
+            .inspect(move |e| match e {
+                Ok(e) => observer.observe(i, e),
+                // Retried with back-off; until this kind lists, foreground and orphan
+                // deletions wait (they need every dependent known).
+                Err(err) => tracing::warn!(
+                    resource = %observer.kinds[i].ar.plural,
+                    error = %err,
+                    "garbage collector watch failed"
+                ),
             });
         let stream = reflector::reflector(writer, stream).applied_objects();
         let ctx = ctx.clone();
