@@ -118,6 +118,8 @@ struct Context {
     recorder: EventRecorder,
     /// Consecutive failures per node, for the retry back-off.
     failures: Mutex<HashMap<String, u32>>,
+    /// When each node's heartbeat was last seen to change, by this controller's clock.
+    probes: Mutex<HashMap<String, Probe>>,
     /// The NoExecute tainting rate limiter of each zone.
     limiters: Mutex<HashMap<String, TokenBucket>>,
 }
@@ -157,6 +159,7 @@ pub async fn run_with(
         pods: pod_store.clone(),
         failures: Mutex::default(),
         limiters: Mutex::default(),
+        probes: Mutex::default(),
     });
 
     let controller = async move {
@@ -225,9 +228,9 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
     let lease = ctx
         .leases
         .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
-    let heartbeat = last_heartbeat(&node, lease.as_deref());
     let grace = ctx.config.grace_period;
-    let silent = heartbeat.is_none_or(|h| elapsed(h, now) > grace);
+    let seen = ctx.probe(&node, lease.as_deref(), now);
+    let silent = elapsed(seen, now) > grace;
 
     let mut node = (*node).clone();
     if silent {
@@ -277,7 +280,8 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
             let lease = ctx
                 .leases
                 .get(&ObjectRef::new(&n.name_any()).within(LEASE_NAMESPACE));
-            (zone_key(n), healthy(n, lease.as_deref(), now, grace))
+            let seen = ctx.probe(n, lease.as_deref(), now);
+            (zone_key(n), healthy(n, seen, now, grace))
         })
         .collect();
     let disruption = full_disruption(health.iter().map(|(_, h)| *h));
@@ -363,9 +367,9 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         f.remove(&name);
     }
     let mut wait = ctx.config.monitor_period;
-    if let (false, Some(h)) = (silent, heartbeat) {
+    if !silent {
         // Look again just after the heartbeat would go stale.
-        let stale_in = grace.saturating_sub(elapsed(h, now)) + Duration::from_millis(50);
+        let stale_in = grace.saturating_sub(elapsed(seen, now)) + Duration::from_millis(50);
         wait = wait.min(stale_in);
     }
     if let Some(t) = next {
@@ -505,9 +509,50 @@ pub fn last_heartbeat(node: &Node, lease: Option<&Lease>) -> Option<Timestamp> {
 
 /// Whether the node is alive and Ready: a heartbeat within the grace period and
 /// Ready=True.
-pub fn healthy(node: &Node, lease: Option<&Lease>, now: Timestamp, grace: Duration) -> bool {
-    let fresh = last_heartbeat(node, lease).is_some_and(|h| elapsed(h, now) <= grace);
-    fresh && ready_status(node) == Some("True")
+pub fn healthy(node: &Node, seen: Timestamp, now: Timestamp, grace: Duration) -> bool {
+    elapsed(seen, now) <= grace && ready_status(node) == Some("True")
+}
+
+/// A node's last heartbeat as the node stamped it, and when this controller saw it change.
+/// Staleness is judged by the controller's clock from that moment, as Kubernetes'
+/// `probeTimestamp`, so a node's clock skew does not matter and a node first seen (e.g.
+/// after a controller restart) gets a full grace period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub heartbeat: Option<Timestamp>,
+    pub seen: Timestamp,
+}
+
+/// The probe after observing `heartbeat` at `now`.
+pub fn observe(previous: Option<&Probe>, heartbeat: Option<Timestamp>, now: Timestamp) -> Probe {
+    match previous {
+        Some(p) if p.heartbeat == heartbeat => p.clone(),
+        _ => Probe {
+            heartbeat,
+            seen: now,
+        },
+    }
+}
+
+impl Context {
+    /// Records the node's current heartbeat; when it was last seen to change.
+    fn probe(&self, node: &Node, lease: Option<&Lease>, now: Timestamp) -> Timestamp {
+        let heartbeat = last_heartbeat(node, lease);
+        let Ok(mut probes) = self.probes.lock() else {
+            return heartbeat.unwrap_or(now);
+        };
+        let name = node.name_any();
+        let probe = observe(probes.get(&name), heartbeat, now);
+        let seen = probe.seen;
+        probes.insert(name, probe);
+        // Forget nodes that are gone.
+        if probes.len() > self.nodes.state().len() + 64 {
+            let live: std::collections::HashSet<String> =
+                self.nodes.state().iter().map(|n| n.name_any()).collect();
+            probes.retain(|n, _| live.contains(n));
+        }
+        seen
+    }
 }
 
 /// Whether every node is unhealthy (and there is at least one).
@@ -950,10 +995,24 @@ mod tests {
     fn health_needs_a_fresh_heartbeat_and_ready() {
         let grace = Duration::from_secs(40);
         let n = node(vec![cond("Ready", "True", Some(ts(0)))]);
-        assert!(healthy(&n, None, ts(40), grace));
-        assert!(!healthy(&n, None, ts(41), grace));
+        assert!(healthy(&n, ts(0), ts(40), grace));
+        assert!(!healthy(&n, ts(0), ts(41), grace));
         let nr = node(vec![cond("Ready", "False", Some(ts(0)))]);
-        assert!(!healthy(&nr, None, ts(1), grace));
+        assert!(!healthy(&nr, ts(0), ts(1), grace));
+    }
+
+    #[test]
+    fn probes_use_the_local_clock() {
+        // First sight: the node gets a full grace period from now, whatever its clock says.
+        let p = observe(None, Some(ts(-1000)), ts(0));
+        assert_eq!(p.seen, ts(0));
+        // Unchanged heartbeat: still seen at 0.
+        let p = observe(Some(&p), Some(ts(-1000)), ts(50));
+        assert_eq!(p.seen, ts(0));
+        // A renewal, even stamped by a clock far behind, counts from when it was seen.
+        let p = observe(Some(&p), Some(ts(-990)), ts(60));
+        assert_eq!(p.seen, ts(60));
+        assert_eq!(p.heartbeat, Some(ts(-990)));
     }
 
     #[test]
