@@ -16,6 +16,15 @@
 //!   tolerations for `not-ready` and `unreachable`; a pod that somehow lacks one is given
 //!   [`Config::default_toleration_seconds`] for those two taints.
 //!
+//! - Staleness is judged by the controller's own clock from the moment a heartbeat was
+//!   seen to change (Kubernetes' `probeTimestamp`), so node clock skew does not matter and
+//!   a node first seen (after a controller restart) gets a full grace period.
+//! - Disruption: new NoExecute taints are rate-limited per zone (`eviction_rate`; in a
+//!   partially disrupted zone `secondary_eviction_rate` when it is large, none when small),
+//!   and when every node is unhealthy none are added and the existing ones are lifted
+//!   (master disruption mode) — the fault is then likely the control plane's or the
+//!   network's. NoSchedule taints are never held back.
+//!
 //! Eviction deletes the pod gracefully: on an unreachable node it stays Terminating until
 //! the node comes back or is deleted, as in Kubernetes; its controller replaces it.
 
