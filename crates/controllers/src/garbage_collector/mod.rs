@@ -221,6 +221,8 @@ struct Ctx {
     graph: Mutex<Graph>,
     triggers: Vec<mpsc::UnboundedSender<ObjectRef<Meta>>>,
     recorder: events::EventRecorder,
+    /// Consecutive reconcile failures per object uid, for the retry back-off.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Ctx {
@@ -346,6 +348,7 @@ pub async fn run(
         by_group_kind,
         graph: Mutex::new(graph),
         triggers,
+        failures: Mutex::new(HashMap::new()),
     });
     tracing::info!(resources = kinds.len(), "garbage collector watching");
 
@@ -391,14 +394,40 @@ pub async fn run(
     Ok(())
 }
 
-fn error_policy(_obj: Arc<Meta>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    match err {
-        Error::NotSynced => Action::requeue(Duration::from_millis(500)),
-        _ => Action::requeue(Duration::from_secs(2)),
+fn error_policy(obj: Arc<Meta>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    if let Error::NotSynced = err {
+        return Action::requeue(Duration::from_millis(500));
     }
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let n = failures.entry(uid).or_insert(0);
+    *n = n.saturating_add(1);
+    Action::requeue(retry_delay(*n))
+}
+
+/// Per-object exponential back-off after failures: 500ms, 1s, 2s, … up to 5 minutes.
+fn retry_delay(failures: u32) -> Duration {
+    let base = Duration::from_millis(500);
+    let cap = Duration::from_secs(300);
+    base.checked_mul(1u32 << failures.saturating_sub(1).min(16))
+        .unwrap_or(cap)
+        .min(cap)
 }
 
 async fn reconcile(obj: Arc<Meta>, ctx: Arc<Ctx>, kind: usize) -> Result<Action, Error> {
+    let out = reconcile_inner(&obj, &ctx, kind).await;
+    if out.is_ok() {
+        if let Some(uid) = &obj.metadata.uid {
+            ctx.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(uid);
+        }
+    }
+    out
+}
+
+async fn reconcile_inner(obj: &Meta, ctx: &Ctx, kind: usize) -> Result<Action, Error> {
     let Some(uid) = obj.metadata.uid.clone() else {
         return Ok(Action::await_change());
     };
@@ -406,11 +435,11 @@ async fn reconcile(obj: Arc<Meta>, ctx: Arc<Ctx>, kind: usize) -> Result<Action,
     let has = |f: &str| finalizers.iter().any(|x| x == f);
     if obj.metadata.deletion_timestamp.is_some() {
         if has(ORPHAN_FINALIZER) {
-            orphan_dependents(&ctx, &obj, &uid, kind).await?;
+            orphan_dependents(ctx, obj, &uid, kind).await?;
             return Ok(Action::await_change());
         }
         if has(FOREGROUND_FINALIZER) {
-            process_foreground(&ctx, &obj, &uid, kind).await?;
+            process_foreground(ctx, obj, &uid, kind).await?;
         }
         // Already on its way out: its owners no longer matter.
         return Ok(Action::await_change());
@@ -419,7 +448,7 @@ async fn reconcile(obj: Arc<Meta>, ctx: Arc<Ctx>, kind: usize) -> Result<Action,
     if refs.is_empty() {
         return Ok(Action::await_change());
     }
-    attempt_to_delete(&ctx, &obj, &uid, kind, refs).await
+    attempt_to_delete(ctx, obj, &uid, kind, refs).await
 }
 
 /// What the API says about one owner of an object in `namespace` (of kind `dep_kind`).
@@ -702,6 +731,15 @@ mod tests {
         v.sort();
         v.dedup();
         v
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_to_a_cap() {
+        assert_eq!(retry_delay(1), Duration::from_millis(500));
+        assert_eq!(retry_delay(2), Duration::from_secs(1));
+        assert_eq!(retry_delay(4), Duration::from_secs(4));
+        assert_eq!(retry_delay(20), Duration::from_secs(300));
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(300));
     }
 
     #[test]
