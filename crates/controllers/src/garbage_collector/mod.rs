@@ -273,6 +273,14 @@ impl Ctx {
 
     /// Records a watch event of `kind` in the graph and wakes whoever it concerns.
     fn observe(&self, kind: usize, event: &watcher::Event<Meta>) {
+        if let watcher::Event::Delete(obj) = event {
+            if let Some(uid) = &obj.metadata.uid {
+                self.failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(uid);
+            }
+        }
         let mut g = self.graph();
         let touched = g.apply(kind, event);
         for uid in touched {
