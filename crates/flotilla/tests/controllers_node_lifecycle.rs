@@ -114,6 +114,11 @@ struct Cluster {
     client: kube::Client,
     nodes: Api<Node>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    controller: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), controllers::node_lifecycle::Error>>,
+    )>,
+    eviction_rate: f64,
 }
 
 impl Cluster {
@@ -155,24 +160,43 @@ impl Cluster {
             })
             .await;
         }
-        let config = controllers::node_lifecycle::Config {
-            grace_period: Duration::from_secs(3),
-            default_toleration_seconds: 2,
-            monitor_period: Duration::from_millis(500),
-            eviction_rate,
-            ..Default::default()
-        };
-        tokio::spawn(controllers::node_lifecycle::run_with(
-            client.clone(),
-            config,
-            stopped,
-        ));
-        Cluster {
+        drop(stopped);
+        let mut cluster = Cluster {
             server,
             client,
             nodes,
             stop: Some(stop),
-        }
+            controller: None,
+            eviction_rate,
+        };
+        cluster.start_controller();
+        cluster
+    }
+
+    fn start_controller(&mut self) {
+        let config = controllers::node_lifecycle::Config {
+            grace_period: Duration::from_secs(3),
+            default_toleration_seconds: 2,
+            monitor_period: Duration::from_millis(500),
+            eviction_rate: self.eviction_rate,
+            ..Default::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(controllers::node_lifecycle::run_with(
+            self.client.clone(),
+            config,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        self.controller = Some((stop, task));
+    }
+
+    /// Stops the controller and waits for it to be gone.
+    async fn stop_controller(&mut self) {
+        let (stop, task) = self.controller.take().unwrap();
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
     }
 
     async fn set_heartbeat(&self, node: &str, stopped: bool) {
@@ -242,6 +266,9 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some((stop, _)) = self.controller.take() {
             let _ = stop.send(());
         }
     }
@@ -625,4 +652,32 @@ async fn no_execute_tainting_is_rate_limited_per_zone() {
     let n2 = cluster.nodes.get(&format!("{prefix}-2")).await.unwrap();
     assert_eq!(condition(&n2, "Ready").unwrap().status, "True");
     assert!(n2.spec.unwrap().taints.unwrap_or_default().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_converges_from_the_current_state() {
+    let prefix = "nlc-restart-node";
+    let mut cluster = Cluster::start(prefix, 2).await;
+    let n0 = format!("{prefix}-0");
+    cluster.set_heartbeat(&n0, true).await;
+    cluster
+        .wait_taints(&n0, "the silent node is tainted", |n| {
+            has_taint(n, "node.kubernetes.io/unreachable", "NoExecute")
+        })
+        .await;
+    // The controller goes away; meanwhile the node comes back.
+    cluster.stop_controller().await;
+    cluster.set_heartbeat(&n0, false).await;
+    cluster.post_status(&n0, "True").await;
+    let n = cluster.nodes.get(&n0).await.unwrap();
+    assert!(has_taint(&n, "node.kubernetes.io/unreachable", "NoExecute"));
+    // A new controller reconciles from what is there.
+    cluster.start_controller();
+    let n = cluster
+        .wait_taints(&n0, "the restarted controller lifts the taints", |n| {
+            !has_taint(n, "node.kubernetes.io/unreachable", "NoExecute")
+                && !has_taint(n, "node.kubernetes.io/unreachable", "NoSchedule")
+        })
+        .await;
+    assert_eq!(condition(&n, "Ready").unwrap().status, "True");
 }
