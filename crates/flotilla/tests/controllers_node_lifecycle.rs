@@ -106,6 +106,8 @@ fn pod_tolerating(name: &str, node: &str, key: &str, seconds: i64, by_scheduler:
     .unwrap()
 }
 
+type ControllerTask = tokio::task::JoinHandle<Result<(), controllers::node_lifecycle::Error>>;
+
 /// A server with its scheduler, `count` simulated nodes named `<prefix>-<i>` renewing
 /// their Leases every 200 ms, and the node lifecycle controller (grace 3 s, default
 /// toleration 2 s, monitor period 500 ms).
@@ -114,10 +116,7 @@ struct Cluster {
     client: kube::Client,
     nodes: Api<Node>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    controller: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<Result<(), controllers::node_lifecycle::Error>>,
-    )>,
+    controller: Option<(tokio::sync::oneshot::Sender<()>, ControllerTask)>,
     eviction_rate: f64,
 }
 
