@@ -626,7 +626,13 @@ async fn lost_namespace_is_reported_not_ready_and_rebuilt() {
     assert_eq!(rebuilt.id, sb.id);
     assert_eq!(rebuilt.state, SandboxState::Ready);
     assert!(namespaces::is_mounted_ns(netns_of(&rebuilt)));
-    assert_eq!(node.veths(), 1, "the old veth died with its namespace");
+    // The kernel tears a deleted namespace (and its veth) down asynchronously.
+    let veths = wait_for(WAIT, || (node.veths() == 1).then_some(()));
+    assert!(
+        veths.is_some(),
+        "the old veth did not die with its namespace: {} veths",
+        node.veths()
+    );
     let allocated: Vec<_> = std::fs::read_dir(node.config.cni_data_dir.join("flotilla"))
         .unwrap()
         .flatten()
