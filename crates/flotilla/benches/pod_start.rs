@@ -79,11 +79,7 @@ fn pod(name: &str, image: &str) -> Pod {
 }
 
 async fn client(cluster: &Cluster) -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(cluster.server.kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
+    cluster.server.kube_client().await
 }
 
 async fn pod_starts(cluster: &Cluster, n: usize) -> Vec<Duration> {

@@ -44,15 +44,6 @@ fn main() {
     }
 }
 
-async fn client(server: &Server) -> Result<kube::Client, String> {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(server.kubeconfig()).map_err(|e| e.to_string())?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    kube::Client::try_from(config).map_err(|e| e.to_string())
-}
-
 fn pod(i: usize) -> Pod {
     let requests = [
         ("cpu".to_string(), Quantity("10m".into())),
@@ -83,7 +74,7 @@ fn pod(i: usize) -> Pod {
 }
 
 async fn run(server: &Server, node_count: usize, pod_count: usize) -> Result<(), String> {
-    let client = client(server).await?;
+    let client = server.kube_client().await;
     let t = Instant::now();
     let nodes: Api<Node> = Api::all(client.clone());
     let sim = agent::simulated::SimulatedConfig {

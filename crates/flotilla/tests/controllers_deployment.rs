@@ -36,11 +36,7 @@ impl Harness {
             with_scheduler: true,
             ..Default::default()
         });
-        let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = server.kube_client().await;
         let sim = agent::simulated::SimulatedConfig {
             count: nodes,
             name_prefix: format!("{test}-node"),

@@ -38,11 +38,7 @@ impl Harness {
                 .try_init();
         }
         let server = Server::start();
-        let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = server.kube_client().await;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let mut n = Namespace::default();
         n.metadata.name = Some(ns.to_string());

@@ -22,11 +22,7 @@ const PREFIX: &str = "nlc-node";
 const NS: &str = "default";
 
 async fn client(server: &Server) -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
+    server.kube_client().await
 }
 
 /// Polls `check` until it yields a value, failing after `secs` with `what`.

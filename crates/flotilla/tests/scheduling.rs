@@ -34,11 +34,7 @@ impl Harness {
             .with_writer(std::io::stderr)
             .try_init();
         let server = Server::start();
-        let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = server.kube_client().await;
         let prefix = format!("{test}-node");
         let sim = agent::simulated::SimulatedConfig {
             count: nodes,

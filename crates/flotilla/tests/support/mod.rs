@@ -246,6 +246,16 @@ impl Server {
     }
 
     /// Runs kubectl `version` with `args`; the common case in one call.
+    /// A `kube::Client` for the server, authenticated as the admin (its kubeconfig).
+    pub async fn kube_client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())
+            .expect("read the admin kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("a client configuration from the admin kubeconfig");
+        kube::Client::try_from(config).expect("a kube client")
+    }
+
     pub fn kubectl_run(&self, version: &str, args: &[&str]) -> KubectlOutput {
         self.kubectl(version).run(args)
     }
