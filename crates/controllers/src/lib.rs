@@ -4,7 +4,17 @@
 //!
 //! Every controller exposes `pub async fn run(client: kube::Client, shutdown) -> Result<(), Error>`.
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod garbage_collector;
+pub mod job;
+pub mod leader_election;
 pub mod node_lifecycle;
+pub mod nodeipam;
 pub mod replicaset;
+pub mod serviceaccount;
+pub mod statefulset;
+pub mod volume;

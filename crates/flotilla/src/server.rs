@@ -259,6 +259,15 @@ fn spawn_controllers(app: &axum::Router, stop: &tokio::sync::watch::Receiver<boo
     controller!("deployment", controllers::deployment::run);
     controller!("garbage-collector", controllers::garbage_collector::run);
     controller!("node-lifecycle", controllers::node_lifecycle::run);
+    controller!("job", controllers::job::run);
+    controller!("cronjob", controllers::cronjob::run);
+    controller!("daemonset", controllers::daemonset::run);
+    controller!("statefulset", controllers::statefulset::run);
+    controller!("endpoints", controllers::endpoints::run);
+    controller!("endpointslice", controllers::endpointslice::run);
+    controller!("serviceaccount", controllers::serviceaccount::run);
+    controller!("nodeipam", controllers::nodeipam::run);
+    controller!("persistentvolume", controllers::volume::run);
 }
 
 /// How long the in-process agent gets to stop after the server has.

@@ -8,6 +8,7 @@ pub mod owner_spread;
 pub mod pod_topology_spread;
 pub mod selectors;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use std::sync::Arc;
 
