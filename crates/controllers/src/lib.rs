@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbage_collector;
+pub mod history;
 pub mod job;
 pub mod leader_election;
 pub mod node_lifecycle;
