@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
@@ -170,6 +170,28 @@ pub fn sort_revisions(revs: &mut [ControllerRevision]) {
     });
 }
 
+/// A label selector in the string form of `ListParams::labels` (`k=v`, `k in (a,b)`,
+/// `k notin (a)`, `k`, `!k`), or None when it can match nothing (an unknown operator).
+pub fn selector_string(sel: &LabelSelector) -> Option<String> {
+    let mut parts: Vec<String> = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in sel.match_expressions.iter().flatten() {
+        let values = e.values.as_deref().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            _ => return None,
+        });
+    }
+    Some(parts.join(","))
+}
+
 /// One more than the highest revision number (1 when there are none).
 pub fn next_revision_number(revisions: &[ControllerRevision]) -> i64 {
     revisions.iter().map(|r| r.revision).max().unwrap_or(0) + 1
@@ -180,9 +202,11 @@ pub fn equal_revision(a: &ControllerRevision, b: &ControllerRevision) -> bool {
     a.data.as_ref().map(|d| &d.0) == b.data.as_ref().map(|d| &d.0)
 }
 
-/// Which of `old` (oldest first) to delete so that at most `limit` revisions not in use
-/// remain: revisions whose hash is in `live_hashes` (the current and update revisions,
-/// revisions some pod still runs) are never deleted.
+/// Which of `old` to delete, oldest revision first, so that at most `limit` revisions not
+/// in use remain. A revision is in use (never deleted) when `live_hashes` holds its
+/// `controller-revision-hash` label or its name: DaemonSet pods carry the hash,
+/// StatefulSet pods the revision's name; live are the current and update revisions and
+/// those some pod still runs.
 pub fn revisions_to_truncate<'a>(
     old: &'a [ControllerRevision],
     live_hashes: &HashSet<String>,
@@ -190,7 +214,13 @@ pub fn revisions_to_truncate<'a>(
 ) -> Vec<&'a ControllerRevision> {
     let mut unused: Vec<&ControllerRevision> = old
         .iter()
-        .filter(|r| revision_hash(r).is_none_or(|h| !live_hashes.contains(h)))
+        .filter(|r| {
+            revision_hash(r).is_none_or(|h| !live_hashes.contains(h))
+                && r.metadata
+                    .name
+                    .as_ref()
+                    .is_none_or(|n| !live_hashes.contains(n))
+        })
         .collect();
     unused.sort_by_key(|r| r.revision);
     let excess = unused.len().saturating_sub(limit);
@@ -338,5 +368,44 @@ mod tests {
         assert_eq!(doomed, [2, 3]);
         assert!(revisions_to_truncate(&revs, &live, 10).is_empty());
         assert_eq!(revisions_to_truncate(&revs, &HashSet::new(), 0).len(), 6);
+        // StatefulSet pods name their revision rather than its hash.
+        let by_name = HashSet::from(["r1".to_string(), "r2".to_string()]);
+        let doomed: Vec<i64> = revisions_to_truncate(&revs, &by_name, 0)
+            .iter()
+            .map(|r| r.revision)
+            .collect();
+        assert_eq!(doomed, [3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn selector_strings() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        let req = |k: &str, op: &str, v: &[&str]| LabelSelectorRequirement {
+            key: k.into(),
+            operator: op.into(),
+            values: Some(v.iter().map(|s| s.to_string()).collect()),
+        };
+        let sel = LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".to_string(), "x".to_string())])),
+            match_expressions: Some(vec![
+                req("tier", "In", &["a", "b"]),
+                req("env", "NotIn", &["dev"]),
+                req("k", "Exists", &[]),
+                req("g", "DoesNotExist", &[]),
+            ]),
+        };
+        assert_eq!(
+            selector_string(&sel).as_deref(),
+            Some("app=x,tier in (a,b),env notin (dev),k,!g")
+        );
+        assert_eq!(
+            selector_string(&LabelSelector::default()).as_deref(),
+            Some("")
+        );
+        let bad = LabelSelector {
+            match_expressions: Some(vec![req("k", "Bogus", &[])]),
+            ..Default::default()
+        };
+        assert_eq!(selector_string(&bad), None);
     }
 }
