@@ -9,8 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -19,6 +22,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::cache::Cache;
 use crate::framework::{Framework, PodInfo};
+use crate::plugins::volume_binding::{self, VolumeCache};
 use crate::preemption;
 use crate::queue::SchedulingQueue;
 use events::{EventRecorder, EventType};
@@ -70,6 +74,8 @@ pub struct Scheduler {
     client: kube::Client,
     config: SchedulerConfig,
     framework: Framework,
+    /// Claims, volumes and classes, read by the VolumeBinding plugin.
+    volumes: VolumeCache,
     cache: Cache,
     queue: SchedulingQueue,
     recorder: EventRecorder,
@@ -87,10 +93,12 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(client: kube::Client, config: SchedulerConfig) -> Self {
         let recorder = EventRecorder::for_component(client.clone(), &config.name, None);
+        let volumes = VolumeCache::default();
         Scheduler {
             client,
             config,
-            framework: Framework::default_profile(),
+            framework: crate::plugins::default_profile_with_volumes(volumes.clone()),
+            volumes,
             cache: Cache::default(),
             queue: SchedulingQueue::default(),
             recorder,
@@ -138,6 +146,27 @@ impl Scheduler {
         let mut pods = pods.fuse();
         let mut nodes = nodes.fuse();
         let mut classes = classes.fuse();
+        let mut claims = watcher::watcher(
+            Api::<PersistentVolumeClaim>::all(self.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .boxed()
+        .fuse();
+        let mut volumes = watcher::watcher(
+            Api::<PersistentVolume>::all(self.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .boxed()
+        .fuse();
+        let mut storage_classes = watcher::watcher(
+            Api::<StorageClass>::all(self.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .boxed()
+        .fuse();
         let mut relist = Relists::default();
         tokio::pin!(shutdown);
         loop {
@@ -153,6 +182,16 @@ impl Scheduler {
                 ev = nodes.next() => self.on_node(ev.ok_or(SchedulerError::StreamEnded)?, &mut relist),
                 ev = pods.next() => self.on_pod(ev.ok_or(SchedulerError::StreamEnded)?, &mut relist),
                 ev = classes.next() => self.on_priority_class(ev.ok_or(SchedulerError::StreamEnded)?),
+                // A claim, volume or class that changed may make a waiting pod fit.
+                ev = claims.next() => if self.volumes.on_claim(ev.ok_or(SchedulerError::StreamEnded)?) {
+                    self.queue.move_all_unschedulable();
+                },
+                ev = volumes.next() => if self.volumes.on_volume(ev.ok_or(SchedulerError::StreamEnded)?) {
+                    self.queue.move_all_unschedulable();
+                },
+                ev = storage_classes.next() => if self.volumes.on_class(ev.ok_or(SchedulerError::StreamEnded)?) {
+                    self.queue.move_all_unschedulable();
+                },
                 Some(o) = outcomes.recv() => self.on_outcome(o),
                 _ = sleep => {}
             }
@@ -469,7 +508,18 @@ impl Scheduler {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let tx = tx.clone();
         let binds = binds.clone();
+        // Only pods with claims get a client for VolumeBinding's pre-bind.
+        let volume_client = volume_binding::has_claims(&pod.pod).then(|| self.client.clone());
         tokio::spawn(async move {
+            if let Some(client) = &volume_client {
+                if let Err(error) = volume_binding::pre_bind(client, &pod, &node).await {
+                    let _ = tx.send(Outcome::BindFailed {
+                        key: pod.key.clone(),
+                        error,
+                    });
+                    return;
+                }
+            }
             let _permit = binds.acquire().await;
             let name = pod.pod.metadata.name.clone().unwrap_or_default();
             let binding = Binding {

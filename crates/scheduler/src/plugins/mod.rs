@@ -16,12 +16,18 @@ use crate::framework::Framework;
 
 /// Kubernetes' default profile: cheap, unresolvable checks first so most nodes fail fast.
 pub fn default_profile() -> Framework {
+    default_profile_with_volumes(volume_binding::VolumeCache::default())
+}
+
+/// The default profile whose VolumeBinding reads `volumes` (the scheduler fills it).
+pub fn default_profile_with_volumes(volumes: volume_binding::VolumeCache) -> Framework {
+    let volume_binding = Arc::new(volume_binding::VolumeBinding::new(volumes));
     let affinity = Arc::new(inter_pod_affinity::InterPodAffinity);
     let spread = Arc::new(pod_topology_spread::PodTopologySpread);
     let node_affinity = Arc::new(node_affinity::NodeAffinity);
     let taints = Arc::new(taint_toleration::TaintToleration);
     Framework {
-        pre_filters: vec![affinity.clone(), spread.clone()],
+        pre_filters: vec![volume_binding.clone(), affinity.clone(), spread.clone()],
         filters: vec![
             Arc::new(node_basics::NodeName),
             Arc::new(node_basics::NodeUnschedulable),
@@ -29,6 +35,7 @@ pub fn default_profile() -> Framework {
             node_affinity.clone(),
             Arc::new(node_basics::NodePorts),
             Arc::new(node_resources::NodeResourcesFit),
+            volume_binding,
             spread.clone(),
             affinity.clone(),
         ],

@@ -1,0 +1,737 @@
+//! The two halves of the binder, each a kube-runtime `Controller`: one syncs claims
+//! (binding, provisioning, Lost), the other volumes (Available, Bound, Released, reclaim).
+//! Each watches the other kind and is woken by the objects that name it.
+//!
+//! Reads that decide a binding are consistent reads from the API (not the reflector), and
+//! every write carries the resourceVersion it was decided on, so a decision made on a stale
+//! view fails with a conflict and is retried from fresh state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use serde_json::json;
+
+use events::{EventRecorder, EventType};
+
+use super::local_path;
+use super::matching::{self, claim_class, is_bound_to};
+use super::{
+    Error, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_PROVISIONED_BY, ANN_SELECTED_NODE,
+    ANN_STORAGE_PROVISIONER, PROVISIONER, RESYNC,
+};
+use crate::replicaset::retry_backoff;
+
+const COMPONENT: &str = "persistentvolume-controller";
+
+struct Context {
+    client: kube::Client,
+    recorder: EventRecorder,
+    /// Consecutive failed syncs per object, for the retry back-off.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Last event per claim, so a claim re-synced every 15 s is not re-announced.
+    announced: Mutex<HashMap<String, String>>,
+}
+
+impl Context {
+    fn new(client: kube::Client) -> Arc<Self> {
+        Arc::new(Context {
+            recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
+            client,
+            failures: Mutex::new(HashMap::new()),
+            announced: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn failed(&self, key: String) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// Records an event about the claim unless the same one was the last recorded.
+    fn claim_event(
+        &self,
+        pvc: &PersistentVolumeClaim,
+        type_: EventType,
+        reason: &str,
+        msg: String,
+    ) {
+        let key = pvc.metadata.uid.clone().unwrap_or_default();
+        let line = format!("{reason}: {msg}");
+        {
+            let mut seen = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get(&key) == Some(&line) {
+                return;
+            }
+            seen.insert(key, line);
+        }
+        self.recorder
+            .object_event(object_ref_of_claim(pvc), type_, reason, msg);
+    }
+
+    fn volume_event(&self, pv: &PersistentVolume, type_: EventType, reason: &str, msg: String) {
+        let r = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("PersistentVolume".into()),
+            name: pv.metadata.name.clone(),
+            uid: pv.metadata.uid.clone(),
+            resource_version: pv.metadata.resource_version.clone(),
+            ..Default::default()
+        };
+        self.recorder.object_event(r, type_, reason, msg);
+    }
+}
+
+fn object_ref_of_claim(pvc: &PersistentVolumeClaim) -> ObjectReference {
+    ObjectReference {
+        field_path: None,
+        ..matching::claim_ref(pvc)
+    }
+}
+
+fn claim_key(pvc: &PersistentVolumeClaim) -> String {
+    format!(
+        "pvc/{}/{}",
+        pvc.metadata.namespace.as_deref().unwrap_or(""),
+        pvc.name_any()
+    )
+}
+
+/// The claims controller: binds and provisions.
+pub async fn run_claims(
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let ctx = Context::new(client.clone());
+    Controller::new(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<PersistentVolume>::all(client),
+        watcher::Config::default(),
+        |pv: PersistentVolume| {
+            // A volume wakes the claim it names (pre-bound, provisioned, or bound).
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .and_then(|r| {
+                    Some(ObjectRef::new(r.name.as_deref()?).within(r.namespace.as_deref()?))
+                })
+        },
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(sync_claim, claim_error_policy, ctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "claim sync failed");
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// The volumes controller: phases and reclaim.
+pub async fn run_volumes(
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let ctx = Context::new(client.clone());
+    let controller = Controller::new(
+        Api::<PersistentVolume>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let volumes: Store<PersistentVolume> = controller.store();
+    controller
+        .watches(
+            Api::<PersistentVolumeClaim>::all(client),
+            watcher::Config::default(),
+            move |pvc: PersistentVolumeClaim| volumes_for_claim(&volumes, &pvc),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(sync_volume, volume_error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "volume sync failed");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// The volumes a claim's change concerns: the one it names and those whose claimRef names it
+/// (a deleted claim's volume must become Released).
+fn volumes_for_claim(
+    volumes: &Store<PersistentVolume>,
+    pvc: &PersistentVolumeClaim,
+) -> Vec<ObjectRef<PersistentVolume>> {
+    let mut out: Vec<ObjectRef<PersistentVolume>> = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .filter(|v| !v.is_empty())
+        .map(ObjectRef::new)
+        .into_iter()
+        .collect();
+    for pv in volumes.state() {
+        let names = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .is_some_and(|r| r.name == pvc.metadata.name && r.namespace == pvc.metadata.namespace);
+        if names {
+            out.push(ObjectRef::from_obj(&*pv));
+        }
+    }
+    out
+}
+
+fn claim_error_policy(pvc: Arc<PersistentVolumeClaim>, err: &Error, ctx: Arc<Context>) -> Action {
+    let n = ctx.failed(claim_key(&pvc));
+    tracing::debug!(claim = %pvc.name_any(), error = %err, retries = n, "requeue");
+    Action::requeue(retry_backoff(n))
+}
+
+fn volume_error_policy(pv: Arc<PersistentVolume>, err: &Error, ctx: Arc<Context>) -> Action {
+    let n = ctx.failed(format!("pv/{}", pv.name_any()));
+    tracing::debug!(volume = %pv.name_any(), error = %err, retries = n, "requeue");
+    Action::requeue(retry_backoff(n))
+}
+
+fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+fn claim_phase(pvc: &PersistentVolumeClaim) -> &str {
+    pvc.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+fn volume_phase(pv: &PersistentVolume) -> &str {
+    pv.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+/// Is the class's binding delayed until a pod using the claim is scheduled?
+pub fn is_delayed(class: Option<&StorageClass>) -> bool {
+    class.and_then(|c| c.volume_binding_mode.as_deref()) == Some("WaitForFirstConsumer")
+}
+
+async fn sync_claim(pvc: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if pvc.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = pvc
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(Error::Unnamed("PersistentVolumeClaim"))?;
+    // The watch event may be stale: decide on the claim as it is now.
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(pvc) = api.get_opt(&pvc.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let volume_name = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|v| !v.is_empty());
+    let action = match volume_name {
+        None => sync_unbound_claim(&ctx, &pvc).await?,
+        Some(v) => sync_bound_claim(&ctx, &pvc, &v).await?,
+    };
+    ctx.succeeded(&claim_key(&pvc));
+    Ok(action)
+}
+
+async fn sync_unbound_claim(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<Action, Error> {
+    let class_name = claim_class(pvc).to_string();
+    let class = if class_name.is_empty() {
+        None
+    } else {
+        Api::<StorageClass>::all(ctx.client.clone())
+            .get_opt(&class_name)
+            .await?
+    };
+    let delayed = is_delayed(class.as_ref());
+    let selected = annotation(&pvc.metadata, ANN_SELECTED_NODE).map(str::to_string);
+    let node = match (&selected, delayed) {
+        (Some(n), true) => Api::<Node>::all(ctx.client.clone()).get_opt(n).await?,
+        _ => None,
+    };
+    let volumes = Api::<PersistentVolume>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let waiting_for_consumer = delayed && selected.is_none();
+    if let Some(pv) = matching::find_match(pvc, &volumes, node.as_ref(), waiting_for_consumer) {
+        bind(ctx, pv, pvc).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+    if waiting_for_consumer {
+        ctx.claim_event(
+            pvc,
+            EventType::Normal,
+            "WaitForFirstConsumer",
+            "waiting for first consumer to be created before binding".into(),
+        );
+        return Ok(Action::requeue(RESYNC));
+    }
+    match &class {
+        Some(c) if c.provisioner == PROVISIONER => provision(ctx, pvc, c, node).await?,
+        Some(c) if c.provisioner != "kubernetes.io/no-provisioner" => {
+            if annotation(&pvc.metadata, ANN_STORAGE_PROVISIONER) != Some(c.provisioner.as_str()) {
+                let patch =
+                    json!({"metadata": {"annotations": {ANN_STORAGE_PROVISIONER: c.provisioner}}});
+                Api::<PersistentVolumeClaim>::namespaced(
+                    ctx.client.clone(),
+                    pvc.metadata.namespace.as_deref().unwrap_or("default"),
+                )
+                .patch(
+                    &pvc.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+            }
+            ctx.claim_event(
+                pvc,
+                EventType::Normal,
+                "ExternalProvisioning",
+                format!(
+                    "Waiting for a volume to be created either by the external provisioner '{}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.",
+                    c.provisioner
+                ),
+            );
+        }
+        Some(_) => ctx.claim_event(
+            pvc,
+            EventType::Normal,
+            "FailedBinding",
+            "no persistent volumes available for this claim and no storage class is set".into(),
+        ),
+        None if class_name.is_empty() => ctx.claim_event(
+            pvc,
+            EventType::Normal,
+            "FailedBinding",
+            "no persistent volumes available for this claim and no storage class is set".into(),
+        ),
+        None => ctx.claim_event(
+            pvc,
+            EventType::Warning,
+            "ProvisioningFailed",
+            format!("storageclass.storage.k8s.io \"{class_name}\" not found"),
+        ),
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Creates the claim's local-path volume; the volume's watch event brings the claim back
+/// here, where the pre-bound volume is then bound.
+async fn provision(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    class: &StorageClass,
+    selected: Option<Node>,
+) -> Result<(), Error> {
+    if let Some(why) = local_path::unsupported(pvc) {
+        ctx.claim_event(pvc, EventType::Warning, "ProvisioningFailed", why);
+        return Ok(());
+    }
+    let node = match selected {
+        Some(n) => n,
+        None if is_delayed(Some(class)) => {
+            let n = annotation(&pvc.metadata, ANN_SELECTED_NODE).unwrap_or("");
+            ctx.claim_event(
+                pvc,
+                EventType::Warning,
+                "ProvisioningFailed",
+                format!("nodes \"{n}\" not found"),
+            );
+            return Ok(());
+        }
+        None => {
+            let nodes = Api::<Node>::all(ctx.client.clone())
+                .list(&ListParams::default())
+                .await?
+                .items;
+            match local_path::pick_node(&nodes, pvc) {
+                Some(n) => n.clone(),
+                None => {
+                    ctx.claim_event(
+                        pvc,
+                        EventType::Warning,
+                        "ProvisioningFailed",
+                        "no Ready schedulable node to provision the volume on".into(),
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let pv = local_path::provisioned_volume(pvc, class, &node);
+    let name = pv.metadata.name.clone().unwrap_or_default();
+    ctx.claim_event(
+        pvc,
+        EventType::Normal,
+        "Provisioning",
+        format!(
+            "External provisioner is provisioning volume for claim \"{}/{}\"",
+            pvc.metadata.namespace.as_deref().unwrap_or(""),
+            pvc.name_any()
+        ),
+    );
+    match Api::<PersistentVolume>::all(ctx.client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+    {
+        Ok(_) => ctx.claim_event(
+            pvc,
+            EventType::Normal,
+            "ProvisioningSucceeded",
+            format!("Successfully provisioned volume {name}"),
+        ),
+        // Provisioned on an earlier sync whose binding did not finish.
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+async fn sync_bound_claim(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    volume_name: &str,
+) -> Result<Action, Error> {
+    let bind_completed = annotation(&pvc.metadata, ANN_BIND_COMPLETED).is_some();
+    let pv = Api::<PersistentVolume>::all(ctx.client.clone())
+        .get_opt(volume_name)
+        .await?;
+    let Some(pv) = pv else {
+        if bind_completed {
+            mark_claim_lost(
+                ctx,
+                pvc,
+                "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!",
+            )
+            .await?;
+        }
+        return Ok(Action::requeue(RESYNC));
+    };
+    let claimed = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.claim_ref.as_ref())
+        .is_some();
+    if !claimed {
+        // The claim asks for this volume by name.
+        if let Some(why) = matching::mismatch(pvc, &pv) {
+            ctx.claim_event(
+                pvc,
+                EventType::Warning,
+                "VolumeMismatch",
+                format!("Cannot bind to requested volume \"{volume_name}\": {why}"),
+            );
+            return Ok(Action::requeue(RESYNC));
+        }
+        bind(ctx, &pv, pvc).await?;
+    } else if is_bound_to(&pv, pvc) {
+        bind(ctx, &pv, pvc).await?;
+    } else if bind_completed {
+        mark_claim_lost(
+            ctx,
+            pvc,
+            "Two claims are bound to the same volume, this one is bound incorrectly",
+        )
+        .await?;
+    } else {
+        ctx.claim_event(
+            pvc,
+            EventType::Warning,
+            "FailedBinding",
+            format!("volume \"{volume_name}\" already bound to a different claim."),
+        );
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn mark_claim_lost(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    msg: &str,
+) -> Result<(), Error> {
+    if claim_phase(pvc) != "Lost" {
+        Api::<PersistentVolumeClaim>::namespaced(
+            ctx.client.clone(),
+            pvc.metadata.namespace.as_deref().unwrap_or("default"),
+        )
+        .patch_status(
+            &pvc.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Lost"}})),
+        )
+        .await?;
+    }
+    ctx.claim_event(pvc, EventType::Warning, "ClaimLost", msg.to_string());
+    Ok(())
+}
+
+/// Binds volume and claim, writing only what is missing: claimRef and phase on the volume,
+/// then volumeName, annotations and status on the claim.
+async fn bind(
+    ctx: &Context,
+    pv: &PersistentVolume,
+    pvc: &PersistentVolumeClaim,
+) -> Result<(), Error> {
+    let pv_api: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let pv_name = pv.name_any();
+    let mut pv = pv.clone();
+    let reference_ok = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.claim_ref.as_ref())
+        .is_some_and(|r| r.uid.as_deref().is_some_and(|u| !u.is_empty()) && is_bound_to(&pv, pvc));
+    if !reference_ok {
+        let pre_bound = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .is_some();
+        if let Some(spec) = pv.spec.as_mut() {
+            spec.claim_ref = Some(matching::claim_ref(pvc));
+        }
+        if !pre_bound {
+            pv.metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(ANN_BOUND_BY_CONTROLLER.into(), "yes".into());
+        }
+        // A PUT with the resourceVersion read: a volume claimed meanwhile is a conflict.
+        pv = pv_api
+            .replace(&pv_name, &PostParams::default(), &pv)
+            .await?;
+    }
+    if volume_phase(&pv) != "Bound" {
+        pv = pv_api
+            .patch_status(
+                &pv_name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
+            )
+            .await?;
+    }
+
+    let ns = pvc.metadata.namespace.clone().unwrap_or_default();
+    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut pvc = pvc.clone();
+    let named = pvc.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(pv_name.as_str());
+    if !named || annotation(&pvc.metadata, ANN_BIND_COMPLETED).is_none() {
+        let ann = pvc.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        ann.insert(ANN_BIND_COMPLETED.into(), "yes".into());
+        if !named {
+            ann.insert(ANN_BOUND_BY_CONTROLLER.into(), "yes".into());
+        }
+        if let Some(spec) = pvc.spec.as_mut() {
+            spec.volume_name = Some(pv_name.clone());
+        }
+        pvc = pvc_api
+            .replace(&pvc.name_any(), &PostParams::default(), &pvc)
+            .await?;
+    }
+    let spec = pv.spec.clone().unwrap_or_default();
+    let status = pvc.status.clone().unwrap_or_default();
+    if status.phase.as_deref() != Some("Bound")
+        || status.capacity != spec.capacity
+        || status.access_modes != spec.access_modes
+    {
+        let patch = json!({"status": {
+            "phase": "Bound",
+            "accessModes": spec.access_modes,
+            "capacity": spec.capacity,
+        }});
+        pvc_api
+            .patch_status(
+                &pvc.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        tracing::info!(claim = %format!("{ns}/{}", pvc.name_any()), volume = %pv_name, "bound");
+    }
+    Ok(())
+}
+
+async fn set_volume_phase(
+    ctx: &Context,
+    pv: &PersistentVolume,
+    phase: &str,
+    message: Option<&str>,
+) -> Result<(), Error> {
+    let current = pv.status.as_ref();
+    if current.and_then(|s| s.phase.as_deref()) == Some(phase)
+        && current.and_then(|s| s.message.as_deref()) == message
+    {
+        return Ok(());
+    }
+    Api::<PersistentVolume>::all(ctx.client.clone())
+        .patch_status(
+            &pv.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": phase, "message": message}})),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn sync_volume(pv: Arc<PersistentVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let Some(pv) = api.get_opt(&pv.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    // Being deleted: what is left is the finalizers' owners' work.
+    if pv.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.clone());
+    let Some(r) = claim_ref else {
+        set_volume_phase(&ctx, &pv, "Available", None).await?;
+        ctx.succeeded(&format!("pv/{}", pv.name_any()));
+        return Ok(Action::requeue(RESYNC));
+    };
+    let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
+    let claim = match r.name.as_deref() {
+        Some(name) => {
+            Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(name)
+                .await?
+        }
+        None => None,
+    };
+    let pre_bound = r.uid.as_deref().is_none_or(str::is_empty);
+    let claim = claim.filter(|c| is_bound_to(&pv, c));
+    match (claim, pre_bound) {
+        // Waiting for the claim it is reserved for; the claims controller binds it.
+        (_, true) => set_volume_phase(&ctx, &pv, "Available", None).await?,
+        (Some(c), false) => {
+            let named = c.spec.as_ref().and_then(|s| s.volume_name.as_deref());
+            match named {
+                Some(v) if v == pv.name_any() => set_volume_phase(&ctx, &pv, "Bound", None).await?,
+                // Claim not bound yet: the claims controller finishes the binding.
+                None | Some("") => {}
+                Some(_) => {
+                    // The claim went to another volume; a reservation this controller
+                    // made is undone, a user's is left for the user.
+                    if annotation(&pv.metadata, ANN_BOUND_BY_CONTROLLER).is_some() {
+                        unbind(&ctx, &pv).await?;
+                    }
+                }
+            }
+        }
+        (None, false) => release(&ctx, &pv).await?,
+    }
+    ctx.succeeded(&format!("pv/{}", pv.name_any()));
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn unbind(ctx: &Context, pv: &PersistentVolume) -> Result<(), Error> {
+    let mut pv = pv.clone();
+    if let Some(spec) = pv.spec.as_mut() {
+        spec.claim_ref = None;
+    }
+    if let Some(a) = pv.metadata.annotations.as_mut() {
+        a.remove(ANN_BOUND_BY_CONTROLLER);
+    }
+    let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let pv = api
+        .replace(&pv.name_any(), &PostParams::default(), &pv)
+        .await?;
+    set_volume_phase(ctx, &pv, "Available", None).await
+}
+
+/// The claim is gone: Released, then the reclaim policy.
+async fn release(ctx: &Context, pv: &PersistentVolume) -> Result<(), Error> {
+    let policy = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+        .unwrap_or("Retain");
+    let provisioned_by = annotation(&pv.metadata, ANN_PROVISIONED_BY);
+    match (policy, provisioned_by) {
+        ("Retain", _) => set_volume_phase(ctx, pv, "Released", None).await,
+        ("Delete", Some(PROVISIONER)) => {
+            set_volume_phase(ctx, pv, "Released", None).await?;
+            match Api::<PersistentVolume>::all(ctx.client.clone())
+                .delete(&pv.name_any(), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(volume = %pv.name_any(), "deleting a released volume");
+                    Ok(())
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        // An external provisioner deletes what it provisioned.
+        ("Delete", Some(_)) => set_volume_phase(ctx, pv, "Released", None).await,
+        (policy, _) => {
+            let verb = if policy == "Recycle" {
+                "recycle"
+            } else {
+                "delete"
+            };
+            let msg = format!(
+                "error getting {verb}r volume plugin for volume \"{}\": no {verb}able volume plugin matched",
+                pv.name_any()
+            );
+            if volume_phase(pv) != "Failed" {
+                let reason = if policy == "Recycle" {
+                    "VolumeFailedRecycle"
+                } else {
+                    "VolumeFailedDelete"
+                };
+                ctx.volume_event(pv, EventType::Warning, reason, msg.clone());
+            }
+            set_volume_phase(ctx, pv, "Failed", Some(&msg)).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_wait_for_first_consumer_delays_binding() {
+        let mut c = local_path::default_class();
+        assert!(is_delayed(Some(&c)));
+        c.volume_binding_mode = Some("Immediate".into());
+        assert!(!is_delayed(Some(&c)));
+        assert!(!is_delayed(None));
+    }
+}
