@@ -1,0 +1,539 @@
+//! The DaemonSet controller end to end: a real `flotilla server` with its scheduler,
+//! simulated nodes that report bound pods Running and Ready, and the DaemonSet controller
+//! in process; kubectl 1.33 applies, rolls out, reads history and undoes.
+//!
+//! Each test starts its own server and nodes (unique name prefixes), so they run in parallel.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use serde_json::json;
+
+use support::{Server, ServerOptions};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const NS: &str = "default";
+
+struct Harness {
+    server: Server,
+    client: kube::Client,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+        let server = Server::start_with(ServerOptions {
+            with_scheduler: true,
+            ..Default::default()
+        });
+        let client = server.kube_client().await;
+        let mut h = Harness {
+            server,
+            client,
+            stop: Vec::new(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(controllers::daemonset::run(h.client.clone(), async {
+            let _ = rx.await;
+        }));
+        h.stop.push(tx);
+        h
+    }
+
+    /// Starts `count` simulated nodes named `<prefix>-<i>` (zones zone-0, zone-1, … round
+    /// robin) and waits until they are registered.
+    async fn add_nodes(&mut self, prefix: &str, count: usize) {
+        let sim = agent::simulated::SimulatedConfig {
+            count,
+            name_prefix: prefix.into(),
+            ..Default::default()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(agent::simulated::run(self.client.clone(), sim, async {
+            let _ = rx.await;
+        }));
+        self.stop.push(tx);
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        eventually(&format!("{count} nodes {prefix}-*"), || {
+            let nodes = nodes.clone();
+            async move {
+                let n = nodes.list(&ListParams::default()).await.ok()?.items;
+                let ours = n
+                    .iter()
+                    .filter(|n| n.name_any().starts_with(&format!("{prefix}-")))
+                    .count();
+                (ours == count).then_some(())
+            }
+        })
+        .await;
+    }
+
+    async fn kubectl_output(
+        &self,
+        args: &[&str],
+        stdin: Option<String>,
+    ) -> support::kubectl::KubectlOutput {
+        let mut k = self.server.kubectl("1.33").timeout(DEADLINE);
+        if let Some(s) = stdin {
+            k = k.stdin(s);
+        }
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            k.run(&a)
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn kubectl(&self, args: &[&str], stdin: Option<String>) -> String {
+        let out = self.kubectl_output(args, stdin).await;
+        out.expect_success(&format!("kubectl {args:?}")).to_string()
+    }
+
+    fn daemon_sets(&self) -> Api<DaemonSet> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Live (not terminating) pods of app `app`, by node.
+    async fn pods_by_node(&self, app: &str) -> BTreeMap<String, Vec<Pod>> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), NS);
+        let mut out: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+        for p in pods
+            .list(&ListParams::default().labels(&format!("app={app}")))
+            .await
+            .unwrap()
+            .items
+        {
+            if p.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let node = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default();
+            out.entry(node).or_default().push(p);
+        }
+        out
+    }
+
+    /// Waits until app `app` has exactly one Running pod on each of `nodes` and no other
+    /// pod, each of `image`; returns them by node.
+    async fn one_per_node(
+        &self,
+        app: &str,
+        nodes: &[String],
+        image: &str,
+    ) -> BTreeMap<String, Pod> {
+        let want: Vec<String> = {
+            let mut v = nodes.to_vec();
+            v.sort();
+            v
+        };
+        eventually(
+            &format!("{app}: one {image} pod on each of {want:?}"),
+            || async {
+                let by_node = self.pods_by_node(app).await;
+                let keys: Vec<String> = by_node.keys().cloned().collect();
+                if keys != want {
+                    return None;
+                }
+                let mut out = BTreeMap::new();
+                for (node, mut pods) in by_node {
+                    if pods.len() != 1 {
+                        return None;
+                    }
+                    let p = pods.pop()?;
+                    let running =
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    if !running || image_of(&p) != image {
+                        return None;
+                    }
+                    out.insert(node, p);
+                }
+                Some(out)
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for tx in self.stop.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Polls `check` until it yields a value, failing after [`DEADLINE`] with `what`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn image_of(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+fn names(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+fn daemon_set(name: &str, image: &str, template_spec_extra: serde_json::Value) -> DaemonSet {
+    let mut spec = json!({"containers": [{"name": "c", "image": image}]});
+    for (k, v) in template_spec_extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+        }
+    }))
+    .unwrap()
+}
+
+async fn set_taint(nodes: &Api<Node>, node: &str, taints: serde_json::Value) {
+    nodes
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": taints}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// 3 nodes → 3 pods, one per node, each pinned by the metadata.name affinity and bound
+/// there by the scheduler; a NoSchedule-tainted node gets none until the taint goes (a
+/// tolerating DaemonSet gets one there at once); a node added later gets a pod; a
+/// nodeSelector limits the nodes; a deleted node's pod goes; the status counts are right
+/// and `kubectl rollout status` succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_set_runs_one_pod_per_eligible_node() {
+    let mut h = Harness::start().await;
+    h.add_nodes("dsn-node", 3).await;
+    h.add_nodes("dsn-tainted", 1).await;
+    let nodes: Api<Node> = Api::all(h.client.clone());
+    set_taint(
+        &nodes,
+        "dsn-tainted-0",
+        json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]),
+    )
+    .await;
+
+    let ds = h.daemon_sets();
+    ds.create(
+        &PostParams::default(),
+        &daemon_set("agent", "registry.invalid/agent:1", json!({})),
+    )
+    .await
+    .unwrap();
+    ds.create(
+        &PostParams::default(),
+        &daemon_set(
+            "tolerant",
+            "registry.invalid/tolerant:1",
+            json!({"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    ds.create(
+        &PostParams::default(),
+        &daemon_set(
+            "zonal",
+            "registry.invalid/zonal:1",
+            json!({"nodeSelector": {"topology.kubernetes.io/zone": "zone-1"}}),
+        ),
+    )
+    .await
+    .unwrap();
+
+    let three = names("dsn-node", 3);
+    let pods = h
+        .one_per_node("agent", &three, "registry.invalid/agent:1")
+        .await;
+    for (node, pod) in &pods {
+        let terms = &pod
+            .spec
+            .as_ref()
+            .unwrap()
+            .affinity
+            .as_ref()
+            .unwrap()
+            .node_affinity
+            .as_ref()
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+            .unwrap()
+            .node_selector_terms;
+        let field = &terms[0].match_fields.as_ref().unwrap()[0];
+        assert_eq!(field.key, "metadata.name");
+        assert_eq!(field.values.as_deref(), Some(&[node.clone()][..]));
+        let tolerations = pod.spec.as_ref().unwrap().tolerations.as_ref().unwrap();
+        assert!(tolerations.iter().any(|t| t.key.as_deref()
+            == Some("node.kubernetes.io/unreachable")
+            && t.toleration_seconds.is_none()));
+        assert!(pod.labels().contains_key("controller-revision-hash"));
+    }
+    let mut with_tainted = three.clone();
+    with_tainted.push("dsn-tainted-0".into());
+    h.one_per_node("tolerant", &with_tainted, "registry.invalid/tolerant:1")
+        .await;
+    // zone-1 holds only dsn-node-1 (index 1 of 3); dsn-tainted-0 is zone-0.
+    h.one_per_node(
+        "zonal",
+        &["dsn-node-1".to_string()],
+        "registry.invalid/zonal:1",
+    )
+    .await;
+
+    let out = h
+        .kubectl(&["rollout", "status", "ds/agent", "--timeout=50s"], None)
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let status = eventually("agent status", || async {
+        let s = ds.get("agent").await.ok()?.status?;
+        (s.number_available == Some(3)).then_some(s)
+    })
+    .await;
+    assert_eq!(status.desired_number_scheduled, 3);
+    assert_eq!(status.current_number_scheduled, 3);
+    assert_eq!(status.number_ready, 3);
+    assert_eq!(status.updated_number_scheduled, Some(3));
+    assert_eq!(status.number_misscheduled, 0);
+    assert_eq!(status.number_unavailable, Some(0));
+    let table = h
+        .kubectl(&["get", "ds", "agent", "--no-headers"], None)
+        .await;
+    let cols: Vec<&str> = table.split_whitespace().collect();
+    assert_eq!(&cols[..6], ["agent", "3", "3", "3", "3", "3"], "{table}");
+
+    // A new node gets a pod.
+    h.add_nodes("dsn-late", 1).await;
+    let mut four = three.clone();
+    four.push("dsn-late-0".into());
+    h.one_per_node("agent", &four, "registry.invalid/agent:1")
+        .await;
+
+    // The taint goes: the tainted node gets a pod too.
+    set_taint(&nodes, "dsn-tainted-0", json!(null)).await;
+    let mut five = four.clone();
+    five.push("dsn-tainted-0".into());
+    h.one_per_node("agent", &five, "registry.invalid/agent:1")
+        .await;
+
+    // A NoExecute taint evicts (only the DaemonSet that does not tolerate it).
+    set_taint(
+        &nodes,
+        "dsn-tainted-0",
+        json!([{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]),
+    )
+    .await;
+    h.one_per_node("agent", &four, "registry.invalid/agent:1")
+        .await;
+
+    // A deleted node's pod goes.
+    nodes
+        .delete("dsn-late-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    h.one_per_node("agent", &three, "registry.invalid/agent:1")
+        .await;
+    eventually("agent status after node deletion", || async {
+        let s = ds.get("agent").await.ok()?.status?;
+        (s.desired_number_scheduled == 3 && s.number_available == Some(3)).then_some(())
+    })
+    .await;
+
+    // An extra pod of the DaemonSet on a node is deleted (the oldest stays).
+    let pods_api: Api<Pod> = Api::namespaced(h.client.clone(), NS);
+    let by_node = h
+        .one_per_node("agent", &three, "registry.invalid/agent:1")
+        .await;
+    let keep = by_node["dsn-node-0"].name_any();
+    let mut extra = by_node["dsn-node-0"].clone();
+    extra.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some("agent-extra".into()),
+        namespace: Some(NS.into()),
+        labels: extra.metadata.labels.clone(),
+        owner_references: extra.metadata.owner_references.clone(),
+        ..Default::default()
+    };
+    extra.status = None;
+    pods_api
+        .create(&PostParams::default(), &extra)
+        .await
+        .unwrap();
+    let after = h
+        .one_per_node("agent", &three, "registry.invalid/agent:1")
+        .await;
+    assert_eq!(after["dsn-node-0"].name_any(), keep);
+}
+
+/// `kubectl set image ds/x` rolls out (revisions, hash labels), `kubectl rollout status`
+/// succeeds, `kubectl rollout history` lists the revisions and shows a revision's
+/// template, `kubectl rollout undo` restores the previous image; OnDelete waits for pods
+/// to be deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_set_rolls_out_and_back() {
+    let mut h = Harness::start().await;
+    h.add_nodes("dsr-node", 3).await;
+    let nodes = names("dsr-node", 3);
+    let manifest =
+        serde_json::to_string(&daemon_set("logs", "registry.invalid/logs:1", json!({}))).unwrap();
+    h.kubectl(&["apply", "-f", "-"], Some(manifest)).await;
+    let v1 = h
+        .one_per_node("logs", &nodes, "registry.invalid/logs:1")
+        .await;
+    h.kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
+        .await;
+
+    h.kubectl(
+        &["set", "image", "ds/logs", "c=registry.invalid/logs:2"],
+        None,
+    )
+    .await;
+    let out = h
+        .kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let v2 = h
+        .one_per_node("logs", &nodes, "registry.invalid/logs:2")
+        .await;
+    let hash = |p: &Pod| p.labels()["controller-revision-hash"].clone();
+    let (h1, h2) = (hash(&v1["dsr-node-0"]), hash(&v2["dsr-node-0"]));
+    assert_ne!(h1, h2);
+    assert!(v2.values().all(|p| hash(p) == h2));
+    let s = h.daemon_sets().get("logs").await.unwrap().status.unwrap();
+    assert_eq!(s.updated_number_scheduled, Some(3));
+
+    let revs: Api<ControllerRevision> = Api::namespaced(h.client.clone(), NS);
+    let list = revs
+        .list(&ListParams::default().labels("app=logs"))
+        .await
+        .unwrap()
+        .items;
+    let mut numbered: Vec<(i64, String)> = list
+        .iter()
+        .map(|r| (r.revision, r.labels()["controller-revision-hash"].clone()))
+        .collect();
+    numbered.sort();
+    assert_eq!(numbered, [(1, h1.clone()), (2, h2.clone())]);
+
+    let history = h.kubectl(&["rollout", "history", "ds/logs"], None).await;
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let one = h
+        .kubectl(&["rollout", "history", "ds/logs", "--revision=1"], None)
+        .await;
+    assert!(one.contains("registry.invalid/logs:1"), "{one}");
+    assert!(!one.contains("registry.invalid/logs:2"), "{one}");
+
+    h.kubectl(&["rollout", "undo", "ds/logs"], None).await;
+    h.kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
+        .await;
+    let back = h
+        .one_per_node("logs", &nodes, "registry.invalid/logs:1")
+        .await;
+    assert!(back.values().all(|p| hash(p) == h1));
+    // Revision 1's template is current again, renumbered 3.
+    let history = h.kubectl(&["rollout", "history", "ds/logs"], None).await;
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{history}");
+
+    // OnDelete: a new template touches no pod until one is deleted.
+    h.kubectl(
+        &[
+            "patch",
+            "ds/logs",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}"#,
+        ],
+        None,
+    )
+    .await;
+    h.kubectl(
+        &["set", "image", "ds/logs", "c=registry.invalid/logs:3"],
+        None,
+    )
+    .await;
+    let ds = h.daemon_sets();
+    eventually("OnDelete status observed", || async {
+        let d = ds.get("logs").await.ok()?;
+        let s = d.status?;
+        (s.observed_generation == d.metadata.generation && s.updated_number_scheduled == Some(0))
+            .then_some(())
+    })
+    .await;
+    let still = h
+        .one_per_node("logs", &nodes, "registry.invalid/logs:1")
+        .await;
+    let pods: Api<Pod> = Api::namespaced(h.client.clone(), NS);
+    pods.delete(&still["dsr-node-2"].name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the deleted pod replaced by the new template", || async {
+        let by_node = h.pods_by_node("logs").await;
+        let images: Vec<(String, String)> = by_node
+            .iter()
+            .flat_map(|(n, ps)| ps.iter().map(move |p| (n.clone(), image_of(p))))
+            .collect();
+        let want = vec![
+            (
+                "dsr-node-0".to_string(),
+                "registry.invalid/logs:1".to_string(),
+            ),
+            (
+                "dsr-node-1".to_string(),
+                "registry.invalid/logs:1".to_string(),
+            ),
+            (
+                "dsr-node-2".to_string(),
+                "registry.invalid/logs:3".to_string(),
+            ),
+        ];
+        (images == want).then_some(())
+    })
+    .await;
+}
