@@ -40,6 +40,9 @@ impl Registry {
         } else {
             meta::metadata_mut(&mut obj).remove("namespace");
         }
+        if info.group.is_empty() && info.plural == "persistentvolumeclaims" {
+            self.admit_default_storage_class(&mut obj).await?;
+        }
         let generate = meta::name(&obj).is_none();
         let base = meta::str_at(&obj, "/metadata/generateName").map(str::to_string);
         if generate && base.as_deref().is_none_or(str::is_empty) {

@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 mod create;
+pub mod default_storage_class;
 mod delete;
 pub mod field_selector;
 pub mod label_selector;
