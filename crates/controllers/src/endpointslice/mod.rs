@@ -1,0 +1,223 @@
+//! The EndpointSlice controller: discovery.k8s.io/v1 EndpointSlices built from Services
+//! and their pods, as kube-controller-manager's endpointslice controller does.
+//!
+//! - Every Service with a selector (not ExternalName) gets slices named `<service>-<suffix>`,
+//!   labelled `kubernetes.io/service-name` and managed-by `endpointslice-controller.k8s.io`,
+//!   owned by the Service (the garbage collector removes them with it).
+//! - One address type per Service IP family; each endpoint carries its pod's addresses of
+//!   that family, ready/serving/terminating, nodeName, the node's zone, the pod as
+//!   targetRef and, under a governing Service, its hostname. At most
+//!   [`MAX_ENDPOINTS_PER_SLICE`] endpoints per slice, one port set per slice.
+//! - Writes follow [`reconciler::plan`], which reuses slices to keep churn low; an
+//!   unchanged state writes nothing.
+//!
+//! Each sync lists the Service's pods and slices from the API (consistent reads), so it
+//! never packs from a stale view of its own writes; nodes (for zones) come from a cache.
+
+pub mod reconciler;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+
+use crate::endpoints::ports::{label_selector, managed_selector};
+use crate::endpoints::subsets::{last_change_trigger_time, TriggerState, LAST_CHANGE_TRIGGER_TIME};
+use crate::endpoints::PodMapper;
+use crate::replicaset::{is_namespace_terminating, retry_backoff};
+use reconciler::{
+    desired_groups, plan, CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, ZONE_LABEL,
+};
+
+/// The most endpoints one slice holds (kube-controller-manager's default).
+pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
+/// A periodic resync, so that nothing is left waiting on a lost event.
+const RESYNC: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("Service {0} has no namespace")]
+    NoNamespace(String),
+}
+
+struct Context {
+    client: kube::Client,
+    nodes: Store<Node>,
+    failures: Mutex<HashMap<ObjectRef<Service>, u32>>,
+    triggers: Mutex<HashMap<ObjectRef<Service>, TriggerState>>,
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let (nodes, writer) = reflector::store::<Node>();
+    let node_cache = tokio::spawn(
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .for_each(|_| futures::future::ready(())),
+    );
+    let managed =
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
+    let controller = Controller::new(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let mapper = PodMapper::new(controller.store());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        nodes: nodes.clone(),
+        failures: Mutex::new(HashMap::new()),
+        triggers: Mutex::new(HashMap::new()),
+    });
+    let running = controller
+        .owns(Api::<EndpointSlice>::all(client.clone()), managed)
+        .watches(
+            Api::<Pod>::all(client),
+            watcher::Config::default(),
+            move |pod: Pod| mapper.services_for(&pod),
+        )
+        .graceful_shutdown_on(stopped())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "endpointslice sync failed");
+            }
+        });
+    // Zones come from the node cache: start syncing once it has listed the nodes.
+    let ready = tokio::select! {
+        r = nodes.wait_until_ready() => r.is_ok(),
+        () = stopped() => false,
+    };
+    if ready {
+        running.await;
+    }
+    node_cache.abort();
+    Ok(())
+}
+
+fn error_policy(svc: Arc<Service>, err: &Error, ctx: Arc<Context>) -> Action {
+    let n = {
+        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(ObjectRef::from_obj(&*svc)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    tracing::debug!(service = %svc.name_any(), error = %err, retries = n, "requeue");
+    Action::requeue(retry_backoff(n))
+}
+
+async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = svc.name_any();
+    let ns = svc
+        .metadata
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let key = ObjectRef::from_obj(&*svc);
+    let Some(selector) =
+        managed_selector(&svc).filter(|_| svc.metadata.deletion_timestamp.is_none())
+    else {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        return Ok(Action::requeue(RESYNC));
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pods = pods
+        .list(&ListParams::default().labels(&label_selector(selector)))
+        .await?
+        .items;
+    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = api
+        .list(&ListParams::default().labels(&format!(
+            "{SERVICE_NAME_LABEL}={name},{MANAGED_BY_LABEL}={CONTROLLER_NAME}"
+        )))
+        .await?
+        .items;
+    let trigger_time = {
+        let mut triggers = ctx.triggers.lock().unwrap_or_else(|p| p.into_inner());
+        let (time, state) = last_change_trigger_time(triggers.get(&key), &svc, &pods);
+        triggers.insert(key.clone(), state);
+        time
+    };
+    let zone_of = |node: &str| -> Option<String> {
+        ctx.nodes
+            .get(&ObjectRef::new(node))
+            .and_then(|n| n.metadata.labels.as_ref()?.get(ZONE_LABEL).cloned())
+    };
+    let desired = desired_groups(&svc, &pods, &zone_of);
+    let plan = plan(&svc, &existing, desired, MAX_ENDPOINTS_PER_SLICE);
+    let stamp = |slice: &mut EndpointSlice| {
+        let annotations = slice.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        match &trigger_time {
+            Some(t) => {
+                annotations.insert(LAST_CHANGE_TRIGGER_TIME.into(), t.0.to_string());
+            }
+            None => {
+                annotations.remove(LAST_CHANGE_TRIGGER_TIME);
+            }
+        }
+    };
+    // Creations first, deletions last: consumers never see the Service with fewer
+    // endpoints than it has while slices are rearranged.
+    for mut slice in plan.create {
+        stamp(&mut slice);
+        match api.create(&PostParams::default(), &slice).await {
+            Ok(_) => {}
+            // The namespace is going away, and the Service with it.
+            Err(e) if is_namespace_terminating(&e) => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for mut slice in plan.update {
+        stamp(&mut slice);
+        let slice_name = slice.name_any();
+        api.replace(&slice_name, &PostParams::default(), &slice)
+            .await?;
+    }
+    for slice in plan.delete {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: slice.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&slice.name_any(), &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+    Ok(Action::requeue(RESYNC))
+}

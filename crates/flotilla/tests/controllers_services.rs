@@ -1,0 +1,413 @@
+//! The Endpoints, EndpointSlice and ServiceAccount controllers end to end: a real
+//! `flotilla server` with its scheduler and controllers, and simulated nodes in process
+//! that report the pods bound to them Running and Ready with a pod IP.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use support::{Server, ServerOptions};
+
+/// Polls `check` until it yields a value, failing after `secs` with `what`.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    testkit::wait_for_async(Duration::from_secs(secs), check)
+        .await
+        .unwrap_or_else(|| panic!("timed out: {what}"))
+}
+
+/// A server with scheduler and controllers, and `count` simulated nodes `<prefix>-<i>`.
+async fn start(
+    prefix: &str,
+    count: usize,
+) -> (Server, kube::Client, tokio::sync::oneshot::Sender<()>) {
+    let server = Server::start_with(ServerOptions {
+        with_scheduler: true,
+        with_controllers: true,
+        ..Default::default()
+    });
+    let client = server.kube_client().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sim = agent::simulated::SimulatedConfig {
+        count,
+        name_prefix: prefix.into(),
+        lease_interval: Duration::from_secs(1),
+        zones: 2,
+        ..Default::default()
+    };
+    tokio::spawn(agent::simulated::run(client.clone(), sim, async {
+        let _ = stopped.await;
+    }));
+    let nodes: Api<Node> = Api::all(client.clone());
+    for i in 0..count {
+        let name = format!("{prefix}-{i}");
+        eventually(30, "the simulated nodes register", || {
+            let nodes = nodes.clone();
+            let name = name.clone();
+            async move { nodes.get_opt(&name).await.unwrap() }
+        })
+        .await;
+    }
+    (server, client, stop)
+}
+
+async fn create_namespace(client: &kube::Client, name: &str) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+fn deployment(name: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/web:1",
+                    "ports": [{"name": "http", "containerPort": 8080}]}]}
+            }
+        }
+    }))
+    .unwrap()
+}
+
+fn addresses(ep: &Endpoints, ready: bool) -> Vec<String> {
+    let mut ips: Vec<String> = ep
+        .subsets
+        .iter()
+        .flatten()
+        .flat_map(|s| {
+            if ready {
+                s.addresses.iter().flatten()
+            } else {
+                s.not_ready_addresses.iter().flatten()
+            }
+        })
+        .map(|a| a.ip.clone())
+        .collect();
+    ips.sort();
+    ips
+}
+
+fn slice_endpoints(slices: &[EndpointSlice]) -> Vec<(String, bool)> {
+    let mut v: Vec<(String, bool)> = slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .map(|e| {
+            (
+                e.addresses[0].clone(),
+                e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn slices_of(api: &Api<EndpointSlice>, svc: &str) -> Vec<EndpointSlice> {
+    api.list(&ListParams::default().labels(&format!("kubernetes.io/service-name={svc}")))
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn service_endpoints_and_slices_follow_the_pods() {
+    let prefix = "svc-e2e-node";
+    let ns = "svc-e2e";
+    let (server, client, _stop) = start(prefix, 2).await;
+    create_namespace(&client, ns).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), ns);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+
+    deployments
+        .create(&PostParams::default(), &deployment("web", 3))
+        .await
+        .unwrap();
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"tier": "front"}},
+        "spec": {"selector": {"app": "web"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "appProtocol": "http"}]}
+    }))
+    .unwrap();
+    let svc = services.create(&PostParams::default(), &svc).await.unwrap();
+
+    // Three ready pods: three addresses on the named port's number.
+    let ep = eventually(60, "Endpoints with 3 ready addresses", || async {
+        endpoints
+            .get_opt("web")
+            .await
+            .unwrap()
+            .filter(|ep| addresses(ep, true).len() == 3)
+    })
+    .await;
+    let subset = &ep.subsets.as_ref().unwrap()[0];
+    let port = &subset.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (
+            port.name.as_deref(),
+            port.port,
+            port.protocol.as_deref(),
+            port.app_protocol.as_deref()
+        ),
+        (Some("http"), 8080, Some("TCP"), Some("http"))
+    );
+    let address = &subset.addresses.as_ref().unwrap()[0];
+    assert!(address.node_name.as_deref().unwrap().starts_with(prefix));
+    assert_eq!(
+        address.target_ref.as_ref().unwrap().kind.as_deref(),
+        Some("Pod")
+    );
+    let labels = ep.metadata.labels.clone().unwrap();
+    assert_eq!(labels.get("tier").map(String::as_str), Some("front"));
+    assert_eq!(
+        labels
+            .get("endpoints.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("endpoint-controller")
+    );
+    assert!(ep
+        .metadata
+        .annotations
+        .as_ref()
+        .unwrap()
+        .contains_key("endpoints.kubernetes.io/last-change-trigger-time"));
+
+    // One EndpointSlice with the same three, ready, with their zones.
+    let got = eventually(30, "one EndpointSlice with 3 ready endpoints", || async {
+        let got = slices_of(&slices, "web").await;
+        (got.len() == 1 && slice_endpoints(&got).iter().filter(|(_, r)| *r).count() == 3)
+            .then_some(got)
+    })
+    .await;
+    let slice = &got[0];
+    assert!(slice.metadata.name.as_deref().unwrap().starts_with("web-"));
+    assert_eq!(slice.address_type, "IPv4");
+    assert_eq!(
+        slice.metadata.labels.as_ref().unwrap()["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    let owner = &slice.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(Some(&owner.uid), svc.metadata.uid.as_ref());
+    let port = &slice.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.port),
+        (Some("http"), Some(8080))
+    );
+    for e in &slice.endpoints {
+        assert!(e.zone.as_deref().is_some_and(|z| !z.is_empty()), "{e:?}");
+        assert!(e.node_name.as_deref().unwrap().starts_with(prefix));
+        let c = e.conditions.as_ref().unwrap();
+        assert_eq!((c.serving, c.terminating), (Some(true), Some(false)));
+    }
+    let mut ips: Vec<String> = slice_endpoints(&got)
+        .into_iter()
+        .map(|(ip, _)| ip)
+        .collect();
+    ips.sort();
+    assert_eq!(ips, addresses(&ep, true));
+
+    // One pod turns not ready: it moves to notReadyAddresses.
+    let all = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    let victim = all
+        .iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
+        .unwrap();
+    let victim_ip = victim.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    pods.patch_status(
+        victim.metadata.name.as_deref().unwrap(),
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"status": {"conditions": [
+            {"type": "Ready", "status": "False", "reason": "TestNotReady"}]}})),
+    )
+    .await
+    .unwrap();
+    let ep = eventually(30, "the not-ready pod under notReadyAddresses", || async {
+        endpoints
+            .get_opt("web")
+            .await
+            .unwrap()
+            .filter(|ep| addresses(ep, false) == [victim_ip.clone()])
+    })
+    .await;
+    assert_eq!(addresses(&ep, true).len(), 2);
+    eventually(30, "the not-ready pod ready=false in its slice", || async {
+        let got = slices_of(&slices, "web").await;
+        slice_endpoints(&got)
+            .contains(&(victim_ip.clone(), false))
+            .then_some(())
+    })
+    .await;
+
+    // kubectl shows them.
+    let out = server.kubectl_run("1.33", &["get", "endpoints", "web", "-n", ns]);
+    let stdout = out.expect_success("kubectl get endpoints");
+    assert!(
+        stdout.contains("web") && stdout.contains(":8080"),
+        "{stdout}"
+    );
+
+    // Scaling to zero empties them.
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .unwrap();
+    eventually(60, "empty Endpoints after scaling to 0", || async {
+        endpoints
+            .get_opt("web")
+            .await
+            .unwrap()
+            .filter(|ep| ep.subsets.as_ref().is_none_or(Vec::is_empty))
+    })
+    .await;
+    eventually(30, "one empty EndpointSlice after scaling to 0", || async {
+        let got = slices_of(&slices, "web").await;
+        (got.len() == 1 && got[0].endpoints.is_empty()).then_some(())
+    })
+    .await;
+
+    // Deleting the Service deletes its Endpoints.
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(30, "the Endpoints deleted with the Service", || async {
+        endpoints
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    eventually(
+        30,
+        "the EndpointSlices deleted with the Service",
+        || async { slices_of(&slices, "web").await.is_empty().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn services_without_selector_keep_their_own_endpoints() {
+    let (_server, client, _stop) = start("svc-manual-node", 1).await;
+    let ns = "svc-manual";
+    create_namespace(&client, ns).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), ns);
+    let manual: Endpoints = serde_json::from_value(json!({
+        "metadata": {"name": "db"},
+        "subsets": [{"addresses": [{"ip": "192.0.2.10"}], "ports": [{"port": 5432}]}]
+    }))
+    .unwrap();
+    endpoints
+        .create(&PostParams::default(), &manual)
+        .await
+        .unwrap();
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "db"}, "spec": {"ports": [{"port": 5432}]}
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    // A Service with a selector next to it gets its Endpoints: proof the controller ran.
+    let selected: Service = serde_json::from_value(json!({
+        "metadata": {"name": "other"}, "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &selected)
+        .await
+        .unwrap();
+    eventually(30, "Endpoints for the selector Service", || async {
+        endpoints.get_opt("other").await.unwrap()
+    })
+    .await;
+    let ep = endpoints.get("db").await.unwrap();
+    assert_eq!(addresses(&ep, true), ["192.0.2.10"]);
+    assert!(ep.metadata.labels.is_none_or(|l| l.is_empty()));
+    // The user's Endpoints outlive their Service: they are not the controller's.
+    services
+        .delete("db", &DeleteParams::default())
+        .await
+        .unwrap();
+    services
+        .delete("other", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(30, "the managed Endpoints deleted", || async {
+        endpoints
+            .get_opt("other")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(endpoints.get_opt("db").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn every_namespace_has_a_default_service_account() {
+    let server = Server::start_with(ServerOptions {
+        with_controllers: true,
+        ..Default::default()
+    });
+    let client = server.kube_client().await;
+    let ns = "svc-sa-e2e";
+    server
+        .kubectl_run("1.33", &["create", "namespace", ns])
+        .expect_success("kubectl create namespace");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let first = eventually(30, "the default ServiceAccount", || async {
+        accounts.get_opt("default").await.unwrap()
+    })
+    .await;
+    accounts
+        .delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    let second = eventually(30, "the default ServiceAccount recreated", || async {
+        accounts
+            .get_opt("default")
+            .await
+            .unwrap()
+            .filter(|sa| sa.metadata.uid != first.metadata.uid)
+    })
+    .await;
+    assert!(second.metadata.uid.is_some());
+    // The system namespaces have one too.
+    let system: Api<ServiceAccount> = Api::namespaced(client.clone(), "kube-system");
+    eventually(30, "kube-system's default ServiceAccount", || async {
+        system.get_opt("default").await.unwrap()
+    })
+    .await;
+    let out = server.kubectl_run("1.33", &["get", "serviceaccounts", "-n", ns]);
+    assert!(out.expect_success("kubectl get sa").contains("default"));
+}
