@@ -78,6 +78,9 @@ struct Context {
     client: kube::Client,
     recorder: EventRecorder,
     failures: Mutex<HashMap<ObjectRef<Job>, u32>>,
+    /// Per Job uid: failures since the last success, kept past the pods themselves (a
+    /// deleted pod vanishes once counted, its back-off must not).
+    backoffs: Mutex<HashMap<String, BackoffRecord>>,
 }
 
 /// Runs the controller until `shutdown` completes.
@@ -97,6 +100,7 @@ pub async fn run(
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
         failures: Mutex::new(HashMap::new()),
+        backoffs: Mutex::new(HashMap::new()),
     });
     controller
         .owns(Api::<Pod>::all(client), watcher::Config::default())
@@ -443,6 +447,37 @@ pub fn backoff_until(job: &Job, pods: &[Pod]) -> Option<jiff::Timestamp> {
         .ok()
 }
 
+/// Upstream's back-off record: consecutive failures since the last success and when the
+/// last of them finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackoffRecord {
+    pub failures_after_last_success: u32,
+    pub last_failure: Option<jiff::Timestamp>,
+}
+
+impl BackoffRecord {
+    /// Folds in newly finished pods (in any order): a success resets the count.
+    pub fn record(&mut self, finished: &mut [(jiff::Timestamp, Outcome)]) {
+        finished.sort_by_key(|(t, _)| *t);
+        for (t, outcome) in finished.iter() {
+            match outcome {
+                Outcome::Succeeded => *self = BackoffRecord::default(),
+                Outcome::Failed => {
+                    self.failures_after_last_success += 1;
+                    self.last_failure = Some(self.last_failure.map_or(*t, |l| l.max(*t)));
+                }
+            }
+        }
+    }
+
+    pub fn until(&self) -> Option<jiff::Timestamp> {
+        let delay = pod_backoff(self.failures_after_last_success);
+        self.last_failure?
+            .checked_add(jiff::SignedDuration::try_from(delay).ok()?)
+            .ok()
+    }
+}
+
 /// The replacement delay after `failures` consecutive failures.
 pub fn pod_backoff(failures: u32) -> Duration {
     if failures == 0 {
@@ -643,6 +678,10 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         for p in pods.iter().filter(|p| has_tracking_finalizer(p)) {
             remove_tracking_finalizer(&pods_api, p).await?;
         }
+        ctx.backoffs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(job.metadata.uid.as_deref().unwrap_or_default());
         if job.metadata.deletion_timestamp.is_none() {
             return ttl_action(&job, &jobs_api, &ctx).await;
         }
@@ -651,7 +690,16 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
 
     let now = jiff::Timestamp::now();
     let mut status = job.status.clone().unwrap_or_default();
-    track_finished_pods(&job, &pods, &mut status, &pods_api, &jobs_api).await?;
+    let mut writer = StatusWriter::new(jobs_api.clone(), &job);
+    let mut newly_finished =
+        track_finished_pods(&job, &pods, &mut status, &pods_api, &mut writer).await?;
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let recorded_backoff = {
+        let mut backoffs = ctx.backoffs.lock().unwrap_or_else(|p| p.into_inner());
+        let record = backoffs.entry(uid.clone()).or_default();
+        record.record(&mut newly_finished);
+        record.until()
+    };
 
     let active: Vec<&Pod> = pods.iter().filter(|p| is_active(p)).collect();
     let terminating: Vec<&Pod> = pods.iter().filter(|p| is_terminating(p)).collect();
@@ -787,7 +835,10 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         if status.start_time.is_none() {
             status.start_time = Some(Time(now));
         }
-        let backoff = backoff_until(&job, &pods).filter(|t| *t > now);
+        // After a restart the record is empty: the finished pods still present stand in.
+        let backoff = recorded_backoff
+            .max(backoff_until(&job, &pods))
+            .filter(|t| *t > now);
         let (create, delete): (Vec<Option<i32>>, Vec<&Pod>) = if is_indexed(&job) {
             let completed = parse_indexes(status.completed_indexes.as_deref().unwrap_or(""));
             let (start, del) = indexed_diff(&job, &active, &terminating, &completed);
@@ -844,7 +895,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     status.succeeded = Some(succeeded);
     status.failed = Some(failed);
     status.conditions = (!conds.is_empty()).then_some(conds);
-    write_status(&jobs_api, &job, &status).await?;
+    writer.write(&status).await?;
 
     if let Some(msg) = manage_err {
         return Err(Error::ManagePods(msg));
@@ -907,8 +958,9 @@ async fn track_finished_pods(
     pods: &[Pod],
     status: &mut JobStatus,
     pods_api: &Api<Pod>,
-    jobs_api: &Api<Job>,
-) -> Result<(), Error> {
+    writer: &mut StatusWriter,
+) -> Result<Vec<(jiff::Timestamp, Outcome)>, Error> {
+    let mut newly = Vec::new();
     let mut uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
     let mut ok: BTreeSet<String> = uncounted
         .succeeded
@@ -931,7 +983,11 @@ async fn track_finished_pods(
         if ok.contains(&uid) || bad.contains(&uid) {
             continue;
         }
-        match pod_outcome(job, p) {
+        let outcome = pod_outcome(job, p);
+        if let (Some(o), Some(t)) = (outcome, finish_time(p)) {
+            newly.push((t, o));
+        }
+        match outcome {
             Some(Outcome::Succeeded) if indexed => {
                 if let Some(ix) = completion_index(p).filter(|ix| *ix < completions) {
                     completed.insert(ix);
@@ -951,7 +1007,7 @@ async fn track_finished_pods(
     uncounted.failed = Some(bad.iter().cloned().collect());
     status.uncounted_terminated_pods = Some(uncounted);
     if changed {
-        write_status(jobs_api, job, status).await?;
+        writer.write(status).await?;
     }
 
     let by_uid: HashMap<&str, &Pod> = pods
@@ -969,7 +1025,7 @@ async fn track_finished_pods(
         }
     }
     if released.is_empty() {
-        return Ok(());
+        return Ok(newly);
     }
     let mut succeeded = status.succeeded.unwrap_or(0);
     let mut failed = status.failed.unwrap_or(0);
@@ -989,7 +1045,8 @@ async fn track_finished_pods(
         succeeded: Some(ok.into_iter().collect()),
         failed: Some(bad.into_iter().collect()),
     });
-    write_status(jobs_api, job, status).await
+    writer.write(status).await?;
+    Ok(newly)
 }
 
 fn status_json(s: &JobStatus) -> serde_json::Value {
@@ -1011,27 +1068,42 @@ fn status_json(s: &JobStatus) -> serde_json::Value {
     })
 }
 
-/// Writes the status if it differs from the Job's, conditioned on the Job's resourceVersion
-/// so two syncs never both count a pod.
-async fn write_status(api: &Api<Job>, job: &Job, status: &JobStatus) -> Result<(), Error> {
-    let new = status_json(status);
-    if job.status.as_ref().map(status_json) == Some(new.clone()) {
-        return Ok(());
+/// The Job's status as stored: each write is conditioned on the resourceVersion of the
+/// previous one, so two syncs never both count a pod.
+struct StatusWriter {
+    api: Api<Job>,
+    name: String,
+    resource_version: Option<String>,
+    stored: serde_json::Value,
+}
+
+impl StatusWriter {
+    fn new(api: Api<Job>, job: &Job) -> Self {
+        StatusWriter {
+            api,
+            name: job.name_any(),
+            resource_version: job.metadata.resource_version.clone(),
+            stored: status_json(&job.status.clone().unwrap_or_default()),
+        }
     }
-    let patch = json!({
-        "metadata": {"resourceVersion": job.metadata.resource_version},
-        "status": new,
-    });
-    match api
-        .patch_status(
-            &job.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.into()),
+
+    /// Writes the status if it differs from the stored one.
+    async fn write(&mut self, status: &JobStatus) -> Result<(), Error> {
+        let new = status_json(status);
+        if new == self.stored {
+            return Ok(());
+        }
+        let patch = json!({
+            "metadata": {"resourceVersion": self.resource_version},
+            "status": new,
+        });
+        let written = self
+            .api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        self.resource_version = written.metadata.resource_version;
+        self.stored = new;
+        Ok(())
     }
 }
 
@@ -1364,6 +1436,22 @@ mod tests {
         assert_eq!(backoff_until(&j, &pods), Some(ts("2026-01-01T00:01:00Z")));
         assert_eq!(backoff_until(&j, &pods[..2]), None);
         assert_eq!(backoff_until(&j, &[]), None);
+    }
+
+    #[test]
+    fn the_backoff_record_outlives_the_pods_and_resets_on_success() {
+        let mut r = BackoffRecord::default();
+        assert_eq!(r.until(), None);
+        r.record(&mut [
+            (ts("2026-01-01T00:00:20Z"), Outcome::Failed),
+            (ts("2026-01-01T00:00:10Z"), Outcome::Failed),
+        ]);
+        assert_eq!(r.failures_after_last_success, 2);
+        assert_eq!(r.until(), Some(ts("2026-01-01T00:00:40Z")));
+        r.record(&mut [(ts("2026-01-01T00:00:30Z"), Outcome::Failed)]);
+        assert_eq!(r.until(), Some(ts("2026-01-01T00:01:10Z")));
+        r.record(&mut [(ts("2026-01-01T00:00:40Z"), Outcome::Succeeded)]);
+        assert_eq!(r, BackoffRecord::default());
     }
 
     #[test]

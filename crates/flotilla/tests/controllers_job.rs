@@ -1,0 +1,515 @@
+//! The Job and CronJob controllers end to end: a real `flotilla server` with its scheduler,
+//! simulated nodes that report bound pods Running, and the two controllers in process.
+//! Simulated pods never finish by themselves, so the tests finish them by writing their
+//! status (phase and terminated container), as a kubelet would.
+//!
+//! Each test starts its own server and nodes (unique name prefixes), so they run in parallel.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use serde_json::json;
+
+use support::{Server, ServerOptions};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+
+struct Harness {
+    server: Server,
+    client: kube::Client,
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Harness {
+    async fn start(test: &str) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        let server = Server::start_with(ServerOptions {
+            with_scheduler: true,
+            ..Default::default()
+        });
+        let client = server.kube_client().await;
+        let sim = agent::simulated::SimulatedConfig {
+            count: 2,
+            name_prefix: format!("{test}-node"),
+            ..Default::default()
+        };
+        let mut stop = Vec::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(agent::simulated::run(client.clone(), sim, async {
+            let _ = rx.await;
+        }));
+        stop.push(tx);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(controllers::job::run(client.clone(), async {
+            let _ = rx.await;
+        }));
+        stop.push(tx);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(controllers::cronjob::run(client.clone(), async {
+            let _ = rx.await;
+        }));
+        stop.push(tx);
+        Harness {
+            server,
+            client,
+            _stop: stop,
+        }
+    }
+
+    async fn kubectl(&self, args: &[&str]) -> String {
+        let k = self.server.kubectl("1.33");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let out = tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            k.run(&a)
+        })
+        .await
+        .unwrap();
+        out.expect_success("kubectl").to_string()
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    async fn create_job(&self, name: &str, spec: serde_json::Value) -> Job {
+        let mut spec = spec;
+        spec["template"] = json!({"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "work", "image": "busybox"}]}});
+        let job: Job = serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .unwrap();
+        self.jobs()
+            .create(&PostParams::default(), &job)
+            .await
+            .unwrap()
+    }
+
+    async fn job_pods(&self, job: &str) -> Vec<Pod> {
+        self.pods()
+            .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+            .await
+            .unwrap()
+            .items
+    }
+
+    /// Waits for `n` Running, not terminating pods of `job`.
+    async fn running(&self, job: &str, n: usize) -> Vec<Pod> {
+        testkit::wait_for_async(DEADLINE, || async {
+            let pods: Vec<Pod> = self
+                .job_pods(job)
+                .await
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| phase(p) == Some("Running"))
+                .collect();
+            (pods.len() == n).then_some(pods)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{n} running pods of job {job}"))
+    }
+
+    /// Ends a pod as its kubelet would: terminal phase and a terminated container.
+    async fn finish(&self, pod: &Pod, succeeded: bool) {
+        let now = jiff::Timestamp::now().to_string();
+        let patch = json!({"status": {
+            "phase": if succeeded { "Succeeded" } else { "Failed" },
+            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": now}],
+            "containerStatuses": [{
+                "name": "work", "image": "busybox", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": if succeeded { 0 } else { 1 },
+                    "reason": if succeeded { "Completed" } else { "Error" },
+                    "startedAt": now, "finishedAt": now}},
+            }],
+        }});
+        self.pods()
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `check` holds for Job `name`; returns it.
+    async fn job_until(&self, name: &str, what: &str, check: impl Fn(&Job) -> bool) -> Job {
+        testkit::wait_for_async(DEADLINE, || async {
+            let job = self.jobs().get(name).await.ok()?;
+            check(&job).then_some(job)
+        })
+        .await
+        .unwrap_or_else(|| panic!("job {name}: {what}"))
+    }
+}
+
+fn phase(p: &Pod) -> Option<&str> {
+    p.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
+fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a str> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .and_then(|c| c.reason.as_deref())
+}
+
+fn counts(job: &Job) -> (i32, i32, i32) {
+    let s = job.status.clone().unwrap_or_default();
+    (
+        s.active.unwrap_or(0),
+        s.succeeded.unwrap_or(0),
+        s.failed.unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_runs_completions_with_parallelism_and_kubectl_sees_it_complete() {
+    let h = Harness::start("jobcomp").await;
+    h.create_job("pi", json!({"completions": 3, "parallelism": 2}))
+        .await;
+
+    // Two at a time, each controlled by the Job and held by the tracking finalizer.
+    let pods = h.running("pi", 2).await;
+    let job = h.jobs().get("pi").await.unwrap();
+    for p in &pods {
+        let owner = &p.owner_references()[0];
+        assert_eq!((owner.kind.as_str(), owner.controller), ("Job", Some(true)));
+        assert_eq!(owner.uid, job.uid().unwrap());
+        assert!(p.finalizers().iter().any(|f| f == TRACKING_FINALIZER));
+    }
+    h.job_until("pi", "2 active, startTime", |j| {
+        counts(j).0 == 2 && j.status.as_ref().unwrap().start_time.is_some()
+    })
+    .await;
+
+    h.finish(&pods[0], true).await;
+    h.job_until("pi", "1 succeeded", |j| counts(j).1 == 1).await;
+    // The replacement: never more than the two completions still needed.
+    let pods = h.running("pi", 2).await;
+    h.finish(&pods[0], true).await;
+    h.finish(&pods[1], true).await;
+
+    let job = h
+        .job_until("pi", "Complete", |j| condition(j, "Complete").is_some())
+        .await;
+    assert_eq!(counts(&job), (0, 3, 0));
+    assert_eq!(
+        condition(&job, "SuccessCriteriaMet"),
+        Some("CompletionsReached")
+    );
+    assert!(job.status.as_ref().unwrap().completion_time.is_some());
+    // Counted pods are released.
+    let all = h.job_pods("pi").await;
+    assert_eq!(all.len(), 3, "exactly three pods were made");
+    assert!(all
+        .iter()
+        .all(|p| !p.finalizers().iter().any(|f| f == TRACKING_FINALIZER)));
+
+    let out = h
+        .kubectl(&[
+            "wait",
+            "--for=condition=complete",
+            "job/pi",
+            "--timeout=30s",
+        ])
+        .await;
+    assert!(out.contains("condition met"), "{out}");
+    let out = h.kubectl(&["get", "jobs"]).await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("pi ") && l.contains("3/3")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_past_the_backoff_limit_fail_the_job() {
+    let h = Harness::start("jobbackoff").await;
+    h.create_job(
+        "flaky",
+        json!({"completions": 4, "parallelism": 2, "backoffLimit": 1}),
+    )
+    .await;
+    let pods = h.running("flaky", 2).await;
+    h.finish(&pods[0], false).await;
+    h.finish(&pods[1], false).await;
+    let job = h
+        .job_until("flaky", "Failed", |j| condition(j, "Failed").is_some())
+        .await;
+    assert_eq!(condition(&job, "Failed"), Some("BackoffLimitExceeded"));
+    assert_eq!(
+        condition(&job, "FailureTarget"),
+        Some("BackoffLimitExceeded")
+    );
+    assert_eq!(counts(&job), (0, 0, 2));
+    assert!(condition(&job, "Complete").is_none());
+    // No replacement was started.
+    assert_eq!(h.job_pods("flaky").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_before_it_finished_counts_as_failed_and_is_replaced_after_back_off() {
+    let h = Harness::start("jobdel").await;
+    h.create_job("del", json!({"completions": 1})).await;
+    let pods = h.running("del", 1).await;
+    let started = std::time::Instant::now();
+    h.pods()
+        .delete(&pods[0].name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    h.job_until("del", "1 failed", |j| counts(j).2 == 1).await;
+    // The finalizer released, the deleted pod goes away.
+    testkit::wait_for_async(DEADLINE, || async {
+        h.pods()
+            .get_opt(&pods[0].name_any())
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("the deleted pod is removed once counted");
+    let replacement = h.running("del", 1).await;
+    assert_ne!(replacement[0].uid(), pods[0].uid());
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "the replacement waited the 10 s back-off: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_deadline_fails_the_job_and_stops_its_pods() {
+    let h = Harness::start("jobdeadline").await;
+    h.create_job(
+        "slow",
+        json!({"completions": 1, "activeDeadlineSeconds": 3}),
+    )
+    .await;
+    h.running("slow", 1).await;
+    let job = h
+        .job_until("slow", "Failed", |j| condition(j, "Failed").is_some())
+        .await;
+    assert_eq!(condition(&job, "Failed"), Some("DeadlineExceeded"));
+    assert_eq!(counts(&job).0, 0);
+    testkit::wait_for_async(DEADLINE, || async {
+        h.job_pods("slow").await.is_empty().then_some(())
+    })
+    .await
+    .expect("the running pod was deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexed_job_gives_each_pod_its_index_and_tracks_completed_indexes() {
+    let h = Harness::start("jobidx").await;
+    h.create_job(
+        "idx",
+        json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}),
+    )
+    .await;
+    let mut pods = h.running("idx", 3).await;
+    pods.sort_by_key(|p| p.annotations()["batch.kubernetes.io/job-completion-index"].clone());
+    for (i, p) in pods.iter().enumerate() {
+        assert_eq!(
+            p.labels()["batch.kubernetes.io/job-completion-index"],
+            i.to_string()
+        );
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some(format!("idx-{i}").as_str()));
+        let env = spec.containers[0].env.clone().unwrap();
+        assert!(env.iter().any(
+            |e| e.name == "JOB_COMPLETION_INDEX" && e.value.as_deref() == Some(&i.to_string())
+        ));
+    }
+    h.finish(&pods[1], true).await;
+    h.job_until("idx", "index 1 completed", |j| {
+        j.status.as_ref().unwrap().completed_indexes.as_deref() == Some("1")
+    })
+    .await;
+    h.finish(&pods[0], true).await;
+    h.finish(&pods[2], true).await;
+    let job = h
+        .job_until("idx", "Complete", |j| condition(j, "Complete").is_some())
+        .await;
+    assert_eq!(
+        job.status.as_ref().unwrap().completed_indexes.as_deref(),
+        Some("0-2")
+    );
+    assert_eq!(counts(&job), (0, 3, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_and_resume_then_ttl_deletes_the_finished_job() {
+    let h = Harness::start("jobsuspend").await;
+    h.create_job(
+        "later",
+        json!({"completions": 1, "suspend": true, "ttlSecondsAfterFinished": 2}),
+    )
+    .await;
+    h.job_until("later", "Suspended", |j| {
+        condition(j, "Suspended").is_some()
+    })
+    .await;
+    assert!(h.job_pods("later").await.is_empty());
+
+    h.jobs()
+        .patch(
+            "later",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .unwrap();
+    let pods = h.running("later", 1).await;
+    let job = h
+        .job_until("later", "resumed", |j| condition(j, "Suspended").is_none())
+        .await;
+    let resumed = job
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Suspended")
+        .unwrap();
+    assert_eq!(
+        (resumed.status.as_str(), resumed.reason.as_deref()),
+        ("False", Some("JobResumed"))
+    );
+
+    // Suspending again stops the running pod without counting it.
+    h.jobs()
+        .patch(
+            "later",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .unwrap();
+    testkit::wait_for_async(DEADLINE, || async {
+        h.job_pods("later").await.is_empty().then_some(())
+    })
+    .await
+    .expect("suspension deletes the active pod");
+    assert_eq!(counts(&h.jobs().get("later").await.unwrap()).2, 0);
+    drop(pods);
+
+    h.jobs()
+        .patch(
+            "later",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .unwrap();
+    let pods = h.running("later", 1).await;
+    h.finish(&pods[0], true).await;
+    h.job_until("later", "Complete", |j| condition(j, "Complete").is_some())
+        .await;
+    testkit::wait_for_async(DEADLINE, || async {
+        h.jobs()
+            .get_opt("later")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("ttlSecondsAfterFinished deletes the Job");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_fires_on_schedule_and_kubectl_creates_a_job_from_it() {
+    let h = Harness::start("cron").await;
+    let cj: CronJob = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "tick"},
+        "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "work", "image": "busybox"}]}}}}},
+    }))
+    .unwrap();
+    let cronjobs: Api<CronJob> = Api::namespaced(h.client.clone(), "default");
+    let cj = cronjobs.create(&PostParams::default(), &cj).await.unwrap();
+
+    // A manual run through kubectl, owned by the CronJob.
+    h.kubectl(&["create", "job", "manual", "--from=cronjob/tick"])
+        .await;
+    let manual = h.jobs().get("manual").await.unwrap();
+    assert_eq!(manual.owner_references()[0].uid, cj.uid().unwrap());
+    h.running("manual", 1).await;
+
+    // The scheduled run: at the next minute boundary.
+    let job = testkit::wait_for_async(Duration::from_secs(65), || async {
+        h.jobs()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|j| j.name_any().starts_with("tick-"))
+    })
+    .await
+    .expect("the CronJob created a Job within a minute");
+    let scheduled = &job.annotations()["batch.kubernetes.io/cronjob-scheduled-timestamp"];
+    let t: jiff::Timestamp = scheduled.parse().unwrap();
+    assert_eq!(t.as_second() % 60, 0, "{scheduled}");
+    assert_eq!(job.name_any(), format!("tick-{}", t.as_second() / 60));
+    let owner = &job.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("CronJob", Some(true))
+    );
+
+    let cj = testkit::wait_for_async(DEADLINE, || async {
+        let cj = cronjobs.get("tick").await.unwrap();
+        let st = cj.status.clone()?;
+        let active = st.active.clone().unwrap_or_default();
+        (st.last_schedule_time.map(|l| l.0) == Some(t)
+            && active
+                .iter()
+                .any(|r| r.name.as_deref() == Some(job.name_any().as_str())))
+        .then_some(cj)
+    })
+    .await
+    .expect("status.active and lastScheduleTime name the run");
+    assert!(cj.status.unwrap().last_successful_time.is_none());
+
+    // Its completion shows as lastSuccessfulTime, and it leaves status.active.
+    let pods = h.running(&job.name_any(), 1).await;
+    h.finish(&pods[0], true).await;
+    testkit::wait_for_async(DEADLINE, || async {
+        let st = cronjobs.get("tick").await.unwrap().status?;
+        (st.last_successful_time.is_some() && st.active.unwrap_or_default().is_empty())
+            .then_some(())
+    })
+    .await
+    .expect("lastSuccessfulTime set and no active run");
+}
