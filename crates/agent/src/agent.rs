@@ -144,6 +144,20 @@ impl Agent {
         }
 
         tokio::pin!(shutdown);
+        {
+            // Released local-path volumes of this node: remove their directories.
+            let cleanup = crate::volumemanager::local_path::run(
+                client.clone(),
+                config.node_name.clone(),
+                crate::volumemanager::local_path::root_for(&config.data_dir),
+                stopped(stop_rx.clone()),
+            );
+            tasks.spawn(async move {
+                cleanup.await;
+                Ok(())
+            });
+        }
+
         let outcome = tokio::select! {
             () = &mut shutdown => Ok(()),
             Some(done) = tasks.join_next() => match done {

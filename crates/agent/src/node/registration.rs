@@ -149,6 +149,18 @@ pub fn daemon_endpoints(facts: &NodeFacts) -> NodeDaemonEndpoints {
     }
 }
 
+/// Where the local-path provisioner puts this node's volumes: under the agent's own data
+/// dir, so that every node (and every test's agent) has its own.
+pub fn local_path_dir_annotation(facts: &NodeFacts) -> (String, String) {
+    use crate::volumemanager::local_path;
+    (
+        local_path::NODE_DIR_ANNOTATION.to_string(),
+        local_path::root_for(&facts.data_dir)
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
 /// The Node as this agent would create it, conditions included.
 pub fn desired_node(facts: &NodeFacts) -> Result<Node, NodeError> {
     let (capacity, allocatable) = resources(facts)?;
@@ -158,10 +170,10 @@ pub fn desired_node(facts: &NodeFacts) -> Result<Node, NodeError> {
         metadata: ObjectMeta {
             name: Some(facts.name.clone()),
             labels: Some(labels(facts)),
-            annotations: Some(BTreeMap::from([(
-                "node.alpha.kubernetes.io/ttl".to_string(),
-                "0".to_string(),
-            )])),
+            annotations: Some(BTreeMap::from([
+                ("node.alpha.kubernetes.io/ttl".to_string(), "0".to_string()),
+                local_path_dir_annotation(facts),
+            ])),
             ..Default::default()
         },
         spec: Some(NodeSpec {
@@ -196,7 +208,11 @@ pub async fn register(client: &kube::Client, facts: &NodeFacts) -> Result<Node, 
         Err(e) => return Err(e.into()),
     }
     let existing = api.get(&facts.name).await?;
-    let mut meta_patch = serde_json::json!({"metadata": {"labels": labels(facts)}});
+    let (dir_key, dir) = local_path_dir_annotation(facts);
+    let mut meta_patch = serde_json::json!({"metadata": {
+        "labels": labels(facts),
+        "annotations": {dir_key: dir},
+    }});
     // podCIDR may only be set once; a node whose CIDR was assigned keeps it.
     let has_cidr = existing
         .spec

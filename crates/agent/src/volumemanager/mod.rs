@@ -22,6 +22,7 @@ mod downward_api;
 mod empty_dir;
 pub(crate) mod fieldpath;
 mod host_path;
+pub mod local_path;
 mod local_pvc;
 mod mounter;
 mod projected;
