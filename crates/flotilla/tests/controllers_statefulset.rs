@@ -373,9 +373,9 @@ async fn ordered_ready_identity_claims_and_scale_down() {
         assert!(first(after, |s| s.name == "web-0" && s.terminating).is_none());
     }
     // The claims stay.
-    for i in 0..3 {
+    for (i, uid) in claim_uids.iter().enumerate() {
         let c = h.claims().get(&format!("data-web-{i}")).await.unwrap();
-        assert_eq!(c.uid().unwrap(), claim_uids[i]);
+        assert_eq!(&c.uid().unwrap(), uid);
         assert!(c.metadata.deletion_timestamp.is_none());
     }
 
