@@ -14,10 +14,11 @@
 //! Each sync lists the Service's pods from the API (a consistent read), like the
 //! ReplicaSet controller, so it never writes from a stale view.
 
+mod pod_mapper;
 pub mod ports;
 pub mod subsets;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,11 +28,13 @@ use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
 use events::{EventRecorder, EventType};
+
+pub(crate) use pod_mapper::pod_triggers;
 
 use crate::replicaset::{is_namespace_terminating, retry_backoff};
 use subsets::{
@@ -119,13 +122,8 @@ async fn run_services(
         failures: Failures::new(),
         triggers: Mutex::new(HashMap::new()),
     });
-    let mapper = PodMapper::new(store);
     controller
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default(),
-            move |pod: Pod| mapper.services_for(&pod),
-        )
+        .reconcile_on(pod_mapper::pod_triggers(client, store))
         .graceful_shutdown_on(stopped)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -134,50 +132,6 @@ async fn run_services(
             }
         })
         .await;
-}
-
-/// Maps a pod change to the Services it concerns: those whose selector matches it now,
-/// and those it matched last time (a relabelled pod must leave their endpoints).
-pub(crate) struct PodMapper {
-    services: Store<Service>,
-    /// (namespace, pod name) → the Services it concerned last time.
-    last: Mutex<HashMap<PodKey, HashSet<ObjectRef<Service>>>>,
-}
-
-type PodKey = (String, String);
-
-impl PodMapper {
-    pub(crate) fn new(services: Store<Service>) -> Self {
-        PodMapper {
-            services,
-            last: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(crate) fn services_for(&self, pod: &Pod) -> Vec<ObjectRef<Service>> {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let now: HashSet<ObjectRef<Service>> = self
-            .services
-            .state()
-            .into_iter()
-            .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|s| {
-                ports::managed_selector(s)
-                    .is_some_and(|sel| ports::selects(sel, pod.metadata.labels.as_ref()))
-            })
-            .map(|s| ObjectRef::from_obj(&*s))
-            .collect();
-        let key = (ns, pod.name_any());
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let before = if now.is_empty() {
-            last.remove(&key)
-        } else {
-            last.insert(key, now.clone())
-        };
-        now.into_iter()
-            .chain(before.into_iter().flatten())
-            .collect()
-    }
 }
 
 fn error_policy(svc: Arc<Service>, err: &Error, ctx: Arc<Context>) -> Action {

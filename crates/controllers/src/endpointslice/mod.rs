@@ -30,9 +30,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 
+use crate::endpoints::pod_triggers;
 use crate::endpoints::ports::{label_selector, managed_selector};
 use crate::endpoints::subsets::{last_change_trigger_time, TriggerState, LAST_CHANGE_TRIGGER_TIME};
-use crate::endpoints::PodMapper;
 use crate::replicaset::{is_namespace_terminating, retry_backoff};
 use reconciler::{
     desired_groups, plan, CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, ZONE_LABEL,
@@ -87,7 +87,7 @@ pub async fn run(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     );
-    let mapper = PodMapper::new(controller.store());
+    let pods = pod_triggers(client.clone(), controller.store());
     let ctx = Arc::new(Context {
         client: client.clone(),
         nodes: nodes.clone(),
@@ -96,11 +96,7 @@ pub async fn run(
     });
     let running = controller
         .owns(Api::<EndpointSlice>::all(client.clone()), managed)
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default(),
-            move |pod: Pod| mapper.services_for(&pod),
-        )
+        .reconcile_on(pods)
         .graceful_shutdown_on(stopped())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
