@@ -400,6 +400,27 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
         .one_per_node("agent", &three, "registry.invalid/agent:1")
         .await;
     assert_eq!(after["dsn-node-0"].name_any(), keep);
+
+    // A failed daemon pod is deleted and replaced on its node.
+    let failed = after["dsn-node-1"].clone();
+    pods_api
+        .patch_status(
+            &failed.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the failed pod replaced by a Running one", || async {
+        let by_node = h.pods_by_node("agent").await;
+        let pods = by_node.get("dsn-node-1")?;
+        let p = pods.first()?;
+        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        (pods.len() == 1 && running && p.metadata.uid != failed.metadata.uid).then_some(())
+    })
+    .await;
+    h.one_per_node("agent", &three, "registry.invalid/agent:1")
+        .await;
 }
 
 /// `kubectl set image ds/x` rolls out (revisions, hash labels), `kubectl rollout status`
@@ -536,4 +557,23 @@ async fn daemon_set_rolls_out_and_back() {
         (images == want).then_some(())
     })
     .await;
+
+    // Back to RollingUpdate, surging: each node gets its new pod before the old one goes.
+    h.kubectl(
+        &[
+            "patch",
+            "ds/logs",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
+        ],
+        None,
+    )
+    .await;
+    let out = h
+        .kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    h.one_per_node("logs", &nodes, "registry.invalid/logs:3")
+        .await;
 }
