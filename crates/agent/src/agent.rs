@@ -53,12 +53,24 @@ impl Agent {
     /// Builds the runtime, starts the node server, registers the Node, starts heartbeats
     /// and the pod workers, and runs until `shutdown` fires. Shutting down never stops pods.
     pub async fn run(
-        config: AgentConfig,
+        mut config: AgentConfig,
         client: kube::Client,
         cluster_ca_pem: String,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {
         validate(&config)?;
+        tokio::pin!(shutdown);
+        if config.pod_cidr.is_empty() {
+            // The pod network needs the subnet before anything can run: register the Node
+            // (without a podCIDR) and wait for node IPAM to assign one.
+            let facts = node_facts(&config, config.port).await;
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                cidr = node::registration::await_pod_cidr(&client, &facts) => {
+                    config.pod_cidr = cidr?;
+                }
+            }
+        }
         for dir in [
             config.data_dir.clone(),
             config.pods_dir(),
@@ -143,7 +155,6 @@ impl Agent {
             tasks.spawn(async move { workers.run(stopped(rx)).await.map_err(AgentError::from) });
         }
 
-        tokio::pin!(shutdown);
         {
             // Released local-path volumes of this node: remove their directories.
             let cleanup = crate::volumemanager::local_path::run(

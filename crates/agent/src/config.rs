@@ -21,7 +21,8 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// The node's HTTPS endpoint (the kubelet's 10250); 0 picks a free port.
     pub port: u16,
-    /// This node's pod subnet. Fixed until node IPAM hands out one per node (issue 5).
+    /// This node's pod subnet; empty: the one node IPAM assigns to the Node
+    /// (`spec.podCIDR`), waited for after registration.
     pub pod_cidr: String,
     pub cluster_cidr: String,
     pub service_cidr: String,
@@ -61,7 +62,7 @@ impl Default for AgentConfig {
             node_ip: default_node_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             data_dir: PathBuf::from("/var/lib/flotilla"),
             port: 10250,
-            pod_cidr: "10.42.0.0/24".into(),
+            pod_cidr: String::new(),
             cluster_cidr: "10.42.0.0/16".into(),
             service_cidr: "10.43.0.0/16".into(),
             cluster_dns: vec!["10.43.0.10".into()],
@@ -146,6 +147,7 @@ mod tests {
         assert_eq!(c.service_cidr, "10.43.0.0/16");
         assert_eq!(c.cluster_dns, ["10.43.0.10"]);
         assert_eq!(c.max_pods, 110);
+        assert!(c.pod_cidr.is_empty(), "node IPAM assigns it");
         assert!(!c.node_name.is_empty());
         assert_eq!(c.cni_data_dir(), PathBuf::from("/var/lib/flotilla/cni"));
     }

@@ -24,9 +24,10 @@ pub struct AgentOptions {
     /// free port.
     #[arg(long, default_value_t = 10250)]
     pub agent_port: u16,
-    /// This node's pod subnet.
-    #[arg(long, default_value = "10.42.0.0/24")]
-    pub pod_cidr: String,
+    /// This node's pod subnet [default: the one node IPAM assigns to the Node out of the
+    /// server's --cluster-cidr].
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
     /// The cluster's pod network (routed nowhere off this machine).
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
@@ -85,7 +86,7 @@ impl AgentOptions {
             node_ip: self.node_ip.unwrap_or(defaults.node_ip),
             data_dir,
             port: self.agent_port,
-            pod_cidr: self.pod_cidr.clone(),
+            pod_cidr: self.pod_cidr.clone().unwrap_or_default(),
             cluster_cidr: self.cluster_cidr.clone(),
             service_cidr: self.service_cidr.clone(),
             cluster_dns: self.cluster_dns.clone(),
@@ -314,7 +315,7 @@ mod tests {
             .unwrap();
         let c = w.args.options.config(w.args.data_dir.clone()).unwrap();
         assert_eq!(c.port, 10250);
-        assert_eq!(c.pod_cidr, "10.42.0.0/24");
+        assert_eq!(c.pod_cidr, "", "node IPAM assigns it");
         assert_eq!(c.service_cidr, "10.43.0.0/16");
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/flotilla"));
         assert_eq!(c.runtime_binary, PathBuf::from("/usr/sbin/runc"));

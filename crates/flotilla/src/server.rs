@@ -15,6 +15,7 @@ use apiserver::server::{self as api, ApiServer};
 use apiserver::state::ApiConfig;
 use apiserver::ApiState;
 use clap::Args;
+use controllers::leader_election::{self, LeaderElectionConfig, LeaderElector, StopSignal};
 
 use crate::agent::AgentOptions;
 use crate::kubeconfig;
@@ -50,6 +51,30 @@ pub struct ServerArgs {
     /// lifecycle): workload objects are stored but nothing acts on them.
     #[arg(long)]
     pub no_controllers: bool,
+    /// Run the scheduler and the controllers only while this server holds their Leases
+    /// (kube-system/kube-scheduler, kube-system/kube-controller-manager), so that several
+    /// servers on one store take turns; `--leader-elect=false` runs them unconditionally.
+    #[arg(
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub leader_elect: bool,
+    /// How long after the leader's last renewal another server may take its Lease over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it steps down.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// The wait between attempts to acquire or renew a Lease.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// The prefix length of the pod subnet node IPAM gives each Node out of --cluster-cidr.
+    #[arg(long, default_value_t = controllers::nodeipam::DEFAULT_NODE_MASK)]
+    pub node_cidr_mask_size: u8,
     /// The in-process agent's settings (ignored with --no-agent).
     #[command(flatten)]
     pub agent: AgentOptions,
@@ -75,6 +100,47 @@ impl ServerArgs {
             ..ServerConfig::default()
         }
     }
+
+    /// Node IPAM hands out --node-cidr-mask-size subnets of the --cluster-cidr the nodes
+    /// route.
+    fn ipam(&self) -> controllers::nodeipam::Config {
+        controllers::nodeipam::Config {
+            cluster_cidr: self.agent.cluster_cidr.clone(),
+            node_mask: self.node_cidr_mask_size,
+        }
+    }
+
+    /// A candidate for `kube-system/<lease>` with this server's timings, or None with
+    /// --leader-elect=false.
+    fn election(&self, lease: &str) -> Option<LeaderElectionConfig> {
+        self.leader_elect.then(|| LeaderElectionConfig {
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+            ..LeaderElectionConfig::new(LEASE_NAMESPACE, lease)
+        })
+    }
+}
+
+/// Where kube-scheduler and kube-controller-manager keep their Leases.
+const LEASE_NAMESPACE: &str = "kube-system";
+const SCHEDULER_LEASE: &str = "kube-scheduler";
+const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
+
+/// A Go-style duration as the upstream flags take: `15s`, `500ms`, `1m`, or bare seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 15s"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+    }
 }
 
 pub fn run(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
@@ -87,12 +153,28 @@ pub fn run(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
 
 async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     let config = args.config();
+    let ipam = args.ipam();
+    ipam.cidr_set()
+        .map_err(|e| anyhow::anyhow!("--cluster-cidr/--node-cidr-mask-size: {e}"))?;
+    let elections = [SCHEDULER_LEASE, CONTROLLER_MANAGER_LEASE].map(|l| args.election(l));
+    for election in elections.iter().flatten() {
+        election
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--leader-elect-*: {e}"))?;
+    }
+    let [scheduler_election, controllers_election] = elections;
     // Flag mistakes of the agent fail before anything is created.
     let agent_config = if args.no_agent {
         None
     } else {
         let mut c = args.agent.config(config.data_dir.clone())?;
         c.control_plane = true;
+        if c.pod_cidr.is_empty() && args.no_controllers {
+            tracing::warn!(
+                "--no-controllers without --pod-cidr: the node waits for another server's \
+                 node IPAM to assign its podCIDR"
+            );
+        }
         Some(c)
     };
 
@@ -165,24 +247,32 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The scheduler and the controller manager, each under its Lease: awaited at the end
+    // so that a leader releases its Lease before the process exits.
+    let mut elected = tokio::task::JoinSet::new();
     if !args.no_controllers {
-        spawn_controllers(&in_process, &stop_rx);
+        let client = in_process_client(
+            in_process.clone(),
+            UserInfo::authenticated("system:kube-controller-manager", []),
+        );
+        elected.spawn(run_elected(
+            client.clone(),
+            controllers_election,
+            stopped(stop_rx.clone()),
+            move |stop| run_controllers(client.clone(), ipam.clone(), stop),
+        ));
     }
     if !args.no_scheduler {
         let client = in_process_client(
             in_process.clone(),
             UserInfo::authenticated("system:kube-scheduler", []),
         );
-        let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move {
-            match scheduler::Scheduler::new(client, scheduler::SchedulerConfig::default())
-                .run(stop)
-                .await
-            {
-                Ok(stats) => tracing::info!(scheduled = stats.scheduled, "scheduler stopped"),
-                Err(e) => tracing::error!(error = %e, "the scheduler failed"),
-            }
-        });
+        elected.spawn(run_elected(
+            client.clone(),
+            scheduler_election,
+            stopped(stop_rx.clone()),
+            move |stop| run_scheduler(client.clone(), stop),
+        ));
     }
     let mut agent_task = agent_config.map(|agent_config| {
         let client = in_process_client(
@@ -221,6 +311,15 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     serving.await?;
+    // The components stop, then the leaders release their Leases for a successor.
+    if tokio::time::timeout(ELECTED_STOP_GRACE, async {
+        while elected.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("the scheduler or the controllers did not stop in time");
+    }
     if let Some(task) = agent_task {
         // The agent stops its own tasks only; pods run on under their supervisors.
         match tokio::time::timeout(AGENT_STOP_GRACE, task).await {
@@ -236,19 +335,59 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     }
 }
 
+/// Runs `start` under the Lease `election` names (only while leading; campaigning again
+/// after losing it), or unconditionally when leader election is off.
+async fn run_elected<F, Fut>(
+    client: kube::Client,
+    election: Option<LeaderElectionConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    mut start: F,
+) where
+    F: FnMut(StopSignal) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Some(election) = election else {
+        start(Box::pin(shutdown)).await;
+        return;
+    };
+    match LeaderElector::new(client, election) {
+        Ok(elector) => leader_election::run_while_leading(elector, shutdown, start).await,
+        Err(e) => tracing::error!(error = %e, "leader election is misconfigured"),
+    }
+}
+
+/// The scheduler, as `system:kube-scheduler`, until `stop`.
+async fn run_scheduler(client: kube::Client, stop: StopSignal) {
+    match scheduler::Scheduler::new(client, scheduler::SchedulerConfig::default())
+        .run(stop)
+        .await
+    {
+        Ok(stats) => tracing::info!(scheduled = stats.scheduled, "scheduler stopped"),
+        Err(e) => tracing::error!(error = %e, "the scheduler failed"),
+    }
+}
+
 /// The controller manager: each controller on its own task with the router-direct client,
-/// as `system:kube-controller-manager`. A controller that fails is logged, not fatal: the
-/// API keeps serving and the others keep reconciling.
-fn spawn_controllers(app: &axum::Router, stop: &tokio::sync::watch::Receiver<bool>) {
-    let client = in_process_client(
-        app.clone(),
-        UserInfo::authenticated("system:kube-controller-manager", []),
-    );
+/// as `system:kube-controller-manager`, until `stop`. A controller that fails is logged,
+/// not fatal: the API keeps serving and the others keep reconciling. Dropping this future
+/// (a leader that did not stop in time is aborted) aborts every controller.
+async fn run_controllers(
+    client: kube::Client,
+    ipam: controllers::nodeipam::Config,
+    stop: StopSignal,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    });
+    let stop = &stop_rx;
     macro_rules! controller {
         ($name:literal, $run:path) => {{
             let client = client.clone();
             let stop = stopped(stop.clone());
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 if let Err(e) = $run(client, stop).await {
                     tracing::error!(controller = $name, error = %e, "controller failed");
                 }
@@ -266,9 +405,23 @@ fn spawn_controllers(app: &axum::Router, stop: &tokio::sync::watch::Receiver<boo
     controller!("endpoints", controllers::endpoints::run);
     controller!("endpointslice", controllers::endpointslice::run);
     controller!("serviceaccount", controllers::serviceaccount::run);
-    controller!("nodeipam", controllers::nodeipam::run);
+    {
+        let client = client.clone();
+        let stop = stopped(stop.clone());
+        tasks.spawn(async move {
+            if let Err(e) = controllers::nodeipam::run_with(client, ipam, stop).await {
+                tracing::error!(controller = "nodeipam", error = %e, "controller failed");
+            }
+        });
+    }
     controller!("persistentvolume", controllers::volume::run);
+    tracing::info!("controllers started");
+    while tasks.join_next().await.is_some() {}
 }
+
+/// How long the scheduler and the controllers get to stop (and release their Leases)
+/// after the API server has: a component's own grace plus a release.
+const ELECTED_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How long the in-process agent gets to stop after the server has.
 const AGENT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -380,6 +533,50 @@ mod tests {
         assert_eq!(c.bridge, "flt3");
         assert_eq!(c.port, 0);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn leader_election_is_on_by_default_and_configurable() {
+        let w = Wrapper::try_parse_from(["server"]).unwrap();
+        assert!(w.args.leader_elect);
+        let e = w.args.election(CONTROLLER_MANAGER_LEASE).unwrap();
+        assert_eq!(e.lease_namespace, "kube-system");
+        assert_eq!(e.lease_name, "kube-controller-manager");
+        assert_eq!(e.lease_duration, Duration::from_secs(15));
+        assert_eq!(e.renew_deadline, Duration::from_secs(10));
+        assert_eq!(e.retry_period, Duration::from_secs(2));
+        assert_eq!(w.args.ipam().cluster_cidr, "10.42.0.0/16");
+        assert_eq!(w.args.ipam().node_mask, 24);
+
+        let w = Wrapper::try_parse_from(["server", "--leader-elect=false"]).unwrap();
+        assert!(w.args.election(SCHEDULER_LEASE).is_none());
+        let w = Wrapper::try_parse_from([
+            "server",
+            "--leader-elect",
+            "--leader-elect-lease-duration=6s",
+            "--leader-elect-renew-deadline=4s",
+            "--leader-elect-retry-period=500ms",
+            "--cluster-cidr=10.100.0.0/16",
+            "--node-cidr-mask-size=26",
+        ])
+        .unwrap();
+        let e = w.args.election(SCHEDULER_LEASE).unwrap();
+        assert_eq!(e.lease_duration, Duration::from_secs(6));
+        assert_eq!(e.retry_period, Duration::from_millis(500));
+        assert!(e.validate().is_ok());
+        assert_eq!(w.args.ipam().cluster_cidr, "10.100.0.0/16");
+        assert_eq!(w.args.ipam().node_mask, 26);
+    }
+
+    #[test]
+    fn durations_read_as_the_upstream_flags_write_them() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("3h").is_err());
+        assert!(Wrapper::try_parse_from(["server", "--leader-elect=maybe"]).is_err());
     }
 
     #[test]

@@ -271,6 +271,62 @@ pub async fn register_with_retry(
     }
 }
 
+/// How often an agent without `--pod-cidr` looks for the podCIDR node IPAM assigned.
+const POD_CIDR_POLL: Duration = Duration::from_millis(500);
+/// How often it says it is still waiting.
+const POD_CIDR_NAG: Duration = Duration::from_secs(30);
+
+/// Registers the Node (without a podCIDR) and waits until node IPAM has assigned it one,
+/// as a kubelet without `--pod-cidr` waits for `spec.podCIDR` before it configures the pod
+/// network. A Node registered earlier keeps the CIDR it already has.
+pub async fn await_pod_cidr(client: &kube::Client, facts: &NodeFacts) -> Result<String, NodeError> {
+    let node = register_with_retry(client, facts).await?;
+    if let Some(cidr) = pod_cidr(&node) {
+        tracing::info!(node = %facts.name, %cidr, "using the node's podCIDR");
+        return Ok(cidr);
+    }
+    tracing::info!(
+        node = %facts.name,
+        "waiting for node IPAM (the controller manager) to assign the node's podCIDR; \
+         pass --pod-cidr to choose one instead"
+    );
+    let api: Api<Node> = Api::all(client.clone());
+    let started = tokio::time::Instant::now();
+    let mut nagged = started;
+    loop {
+        tokio::time::sleep(POD_CIDR_POLL).await;
+        match api.get_opt(&facts.name).await {
+            Ok(Some(node)) => {
+                if let Some(cidr) = pod_cidr(&node) {
+                    tracing::info!(node = %facts.name, %cidr, "node IPAM assigned the podCIDR");
+                    return Ok(cidr);
+                }
+            }
+            // Deleted while waiting (a node controller, an admin): register it again.
+            Ok(None) => {
+                register_with_retry(client, facts).await?;
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the node for its podCIDR failed"),
+        }
+        if nagged.elapsed() >= POD_CIDR_NAG {
+            nagged = tokio::time::Instant::now();
+            tracing::warn!(
+                node = %facts.name,
+                waited = ?started.elapsed(),
+                "still waiting for a podCIDR: is the controller manager running with a \
+                 --cluster-cidr that has room?"
+            );
+        }
+    }
+}
+
+fn pod_cidr(node: &Node) -> Option<String> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .filter(|c| !c.is_empty())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

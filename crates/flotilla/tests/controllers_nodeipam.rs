@@ -1,0 +1,200 @@
+//! Node IPAM end to end: a real `flotilla server` with its controllers and a small cluster
+//! CIDR (10.42.0.0/22: four /24s). Nodes without a podCIDR get distinct /24s inside it,
+//! skipping one a node already holds; a node with a preset podCIDR (inside or outside the
+//! cluster CIDR) keeps it; when the range is exhausted a node gets a CIDRNotAvailable
+//! event and no CIDR, and gets the subnet a deleted node frees. An agent without
+//! --pod-cidr registers its Node and takes the podCIDR IPAM assigns.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Node, NodeSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+
+use support::{Server, ServerOptions};
+
+/// Polls `check` until it yields a value, failing after `secs` with `what`.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn bare_node(name: &str, cidr: Option<&str>) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            pod_cidr: cidr.map(str::to_string),
+            pod_cidrs: cidr.map(|c| vec![c.to_string()]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn cidrs(node: &Node) -> (Option<String>, Vec<String>) {
+    let spec = node.spec.clone().unwrap_or_default();
+    (spec.pod_cidr, spec.pod_cidrs.unwrap_or_default())
+}
+
+async fn assigned(nodes: &Api<Node>, name: &str) -> String {
+    let what = format!("node {name} gets a podCIDR");
+    eventually(20, &what, || async {
+        let node = nodes.get(name).await.unwrap();
+        let (cidr, all) = cidrs(&node);
+        let cidr = cidr.filter(|c| !c.is_empty())?;
+        assert_eq!(all, std::slice::from_ref(&cidr), "podCIDRs mirrors podCIDR");
+        Some(cidr)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_get_distinct_subnets_and_exhaustion_waits_for_a_freed_one() {
+    let server = Server::start_with(ServerOptions {
+        with_controllers: true,
+        args: vec![
+            "--cluster-cidr=10.42.0.0/22".into(),
+            "--node-cidr-mask-size=24".into(),
+        ],
+        ..ServerOptions::default()
+    });
+    let client = server.kube_client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pp = PostParams::default();
+
+    // One subnet taken by hand, and one outside the cluster CIDR that is left alone.
+    nodes
+        .create(&pp, &bare_node("ipam-preset", Some("10.42.2.0/24")))
+        .await
+        .unwrap();
+    nodes
+        .create(&pp, &bare_node("ipam-outside", Some("192.168.77.0/24")))
+        .await
+        .unwrap();
+    for name in ["ipam-a", "ipam-b", "ipam-c"] {
+        nodes.create(&pp, &bare_node(name, None)).await.unwrap();
+    }
+    let mut got = BTreeSet::new();
+    for name in ["ipam-a", "ipam-b", "ipam-c"] {
+        got.insert(assigned(&nodes, name).await);
+    }
+    assert_eq!(
+        got,
+        BTreeSet::from(["10.42.0.0/24", "10.42.1.0/24", "10.42.3.0/24"].map(String::from)),
+        "three distinct /24s of 10.42.0.0/22 around the preset one"
+    );
+    for (name, cidr) in [
+        ("ipam-preset", "10.42.2.0/24"),
+        ("ipam-outside", "192.168.77.0/24"),
+    ] {
+        let (got, all) = cidrs(&nodes.get(name).await.unwrap());
+        assert_eq!(got.as_deref(), Some(cidr), "{name} keeps its podCIDR");
+        assert_eq!(all, [cidr]);
+    }
+
+    // The range is full: the next node waits, with an event saying why.
+    nodes
+        .create(&pp, &bare_node("ipam-late", None))
+        .await
+        .unwrap();
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually(20, "a CIDRNotAvailable event for ipam-late", || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("CIDRNotAvailable")
+                    && e.involved_object.name.as_deref() == Some("ipam-late")
+            })
+            .map(|_| ())
+    })
+    .await;
+    let (late, _) = cidrs(&nodes.get("ipam-late").await.unwrap());
+    assert_eq!(
+        late, None,
+        "no CIDR is invented when the range is exhausted"
+    );
+
+    // Deleting a node frees its subnet, and the waiting node gets exactly that one.
+    let freed = assigned(&nodes, "ipam-b").await;
+    nodes
+        .delete("ipam-b", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(assigned(&nodes, "ipam-late").await, freed);
+
+    // The others were never changed.
+    let mut after = BTreeSet::new();
+    for name in ["ipam-a", "ipam-c", "ipam-late"] {
+        after.insert(assigned(&nodes, name).await);
+    }
+    assert_eq!(after, got, "podCIDRs are immutable and reused, never moved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_without_pod_cidr_takes_the_one_ipam_assigns() {
+    let server = Server::start_with(ServerOptions {
+        with_controllers: true,
+        args: vec!["--cluster-cidr=10.77.0.0/16".into()],
+        ..ServerOptions::default()
+    });
+    let client = server.kube_client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    // Another node already holds the first subnet.
+    nodes
+        .create(
+            &PostParams::default(),
+            &bare_node("ipam-agent-other", Some("10.77.0.0/24")),
+        )
+        .await
+        .unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let facts = agent::node::registration::NodeFacts {
+        name: "ipam-agent".into(),
+        ip: "127.0.0.1".parse().unwrap(),
+        port: 10250,
+        pod_cidr: None,
+        max_pods: 110,
+        labels: Default::default(),
+        control_plane: false,
+        data_dir: data.path().to_path_buf(),
+        runtime_binary: "/usr/sbin/runc".into(),
+        cni_bin_dir: "/usr/lib/cni".into(),
+        runtime_version: "runc://test".into(),
+        system: agent::node::machine::system_info(),
+    };
+    let cidr = tokio::time::timeout(
+        Duration::from_secs(30),
+        agent::node::registration::await_pod_cidr(&client, &facts),
+    )
+    .await
+    .expect("the agent got a podCIDR in time")
+    .unwrap();
+    assert_eq!(cidr, "10.77.1.0/24");
+    let (on_node, _) = cidrs(&nodes.get("ipam-agent").await.unwrap());
+    assert_eq!(on_node.as_deref(), Some("10.77.1.0/24"));
+
+    // Registering again (an agent restart) keeps the assigned CIDR.
+    let again = agent::node::registration::await_pod_cidr(&client, &facts)
+        .await
+        .unwrap();
+    assert_eq!(again, cidr);
+}
