@@ -364,13 +364,27 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
     h.one_per_node("agent", &four, "registry.invalid/agent:1")
         .await;
 
-    // A deleted node's pod goes.
+    // A deleted node's pods go, at once: no kubelet is left to finish them (so the
+    // simulated node stops first).
+    let _ = h.stop.pop().unwrap().send(());
     nodes
         .delete("dsn-late-0", &DeleteParams::default())
         .await
         .unwrap();
     h.one_per_node("agent", &three, "registry.invalid/agent:1")
         .await;
+    let pods_api: Api<Pod> = Api::namespaced(h.client.clone(), NS);
+    eventually(
+        "no pod left on the deleted node, not even terminating",
+        || async {
+            let all = pods_api.list(&ListParams::default()).await.ok()?.items;
+            let on_late = all.iter().any(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("dsn-late-0")
+            });
+            (!on_late).then_some(())
+        },
+    )
+    .await;
     eventually("agent status after node deletion", || async {
         let s = ds.get("agent").await.ok()?.status?;
         (s.desired_number_scheduled == 3 && s.number_available == Some(3)).then_some(())
@@ -378,7 +392,6 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
     .await;
 
     // An extra pod of the DaemonSet on a node is deleted (the oldest stays).
-    let pods_api: Api<Pod> = Api::namespaced(h.client.clone(), NS);
     let by_node = h
         .one_per_node("agent", &three, "registry.invalid/agent:1")
         .await;
