@@ -411,3 +411,164 @@ async fn every_namespace_has_a_default_service_account() {
     let out = server.kubectl_run("1.33", &["get", "serviceaccounts", "-n", ns]);
     assert!(out.expect_success("kubectl get sa").contains("default"));
 }
+
+type ControllerTasks = Vec<tokio::task::JoinHandle<()>>;
+
+/// The two endpoint controllers, in this process, until the returned sender fires.
+fn start_endpoint_controllers(
+    client: &kube::Client,
+) -> (tokio::sync::watch::Sender<bool>, ControllerTasks) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let endpoints = tokio::spawn({
+        let (client, rx) = (client.clone(), stopped.clone());
+        async move { controllers::endpoints::run(client, wait(rx)).await.unwrap() }
+    });
+    let slices = tokio::spawn({
+        let client = client.clone();
+        async move {
+            controllers::endpointslice::run(client, wait(stopped))
+                .await
+                .unwrap()
+        }
+    });
+    (stop, vec![endpoints, slices])
+}
+
+fn bare_pod(name: &str, node: &str, subdomain: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "api"}},
+        "spec": {"nodeName": node, "hostname": name, "subdomain": subdomain,
+                 "containers": [{"name": "c", "image": "registry.invalid/api:1"}]}
+    }))
+    .unwrap()
+}
+
+/// Level-triggered: what changed while the controllers were down is found on start, and
+/// Endpoints deleted behind their back come back.
+#[tokio::test]
+async fn endpoint_controllers_converge_after_a_restart() {
+    let server = Server::start_with(ServerOptions::default());
+    let client = server.kube_client().await;
+    let (stop_nodes, nodes_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sim = agent::simulated::SimulatedConfig {
+        count: 1,
+        name_prefix: "svc-restart-node".into(),
+        lease_interval: Duration::from_secs(1),
+        ..Default::default()
+    };
+    tokio::spawn(agent::simulated::run(client.clone(), sim, async {
+        let _ = nodes_stopped.await;
+    }));
+    let ns = "svc-restart";
+    create_namespace(&client, ns).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), ns);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
+    for i in 0..3 {
+        pods.create(
+            &PostParams::default(),
+            &bare_pod(&format!("api-{i}"), "svc-restart-node-0", "api-hl"),
+        )
+        .await
+        .unwrap();
+    }
+    let svc = |name: &str, headless: bool| -> Service {
+        let mut spec = json!({"selector": {"app": "api"}, "ports": [{"name": "p", "port": 80}]});
+        if headless {
+            spec["clusterIP"] = json!("None");
+        }
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+    };
+    services
+        .create(&PostParams::default(), &svc("api", false))
+        .await
+        .unwrap();
+
+    let (stop, tasks) = start_endpoint_controllers(&client);
+    let ready = |name: &'static str, n: usize| {
+        let endpoints = endpoints.clone();
+        async move {
+            eventually(60, "Endpoints with the ready pods", || async {
+                endpoints
+                    .get_opt(name)
+                    .await
+                    .unwrap()
+                    .filter(|ep| addresses(ep, true).len() == n)
+            })
+            .await
+        }
+    };
+    ready("api", 3).await;
+    // Deleted by hand: recreated.
+    endpoints
+        .delete("api", &DeleteParams::default())
+        .await
+        .unwrap();
+    ready("api", 3).await;
+    let _ = stop.send(true);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    // While the controllers are down: the Service goes, a pod goes, a headless one comes.
+    services
+        .delete("api", &DeleteParams::default())
+        .await
+        .unwrap();
+    pods.delete("api-2", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    services
+        .create(&PostParams::default(), &svc("api-hl", true))
+        .await
+        .unwrap();
+
+    let (stop, tasks) = start_endpoint_controllers(&client);
+    eventually(30, "the deleted Service's Endpoints removed", || async {
+        endpoints
+            .get_opt("api")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let ep = ready("api-hl", 2).await;
+    let labels = ep.metadata.labels.clone().unwrap();
+    assert_eq!(labels["service.kubernetes.io/headless"], "");
+    let hostnames: Vec<Option<String>> = ep.subsets.as_ref().unwrap()[0]
+        .addresses
+        .iter()
+        .flatten()
+        .map(|a| a.hostname.clone())
+        .collect();
+    assert_eq!(
+        hostnames,
+        [Some("api-0".to_string()), Some("api-1".to_string())]
+    );
+    let got = eventually(30, "the headless Service's slice", || async {
+        let got = slices_of(&slices, "api-hl").await;
+        (slice_endpoints(&got).len() == 2).then_some(got)
+    })
+    .await;
+    assert_eq!(
+        got[0].metadata.labels.as_ref().unwrap()["service.kubernetes.io/headless"],
+        ""
+    );
+    let mut slice_hostnames: Vec<Option<String>> = got[0]
+        .endpoints
+        .iter()
+        .map(|e| e.hostname.clone())
+        .collect();
+    slice_hostnames.sort();
+    assert_eq!(slice_hostnames, hostnames);
+    let _ = stop.send(true);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let _ = stop_nodes.send(());
+}

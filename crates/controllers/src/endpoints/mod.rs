@@ -122,8 +122,16 @@ async fn run_services(
         failures: Failures::new(),
         triggers: Mutex::new(HashMap::new()),
     });
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY}={CONTROLLER_NAME}"));
     controller
-        .reconcile_on(pod_mapper::pod_triggers(client, store))
+        .reconcile_on(pod_mapper::pod_triggers(client.clone(), store))
+        // Endpoints changed or deleted behind the controller's back are put right.
+        .watches(Api::<Endpoints>::all(client), managed, |ep: Endpoints| {
+            ep.metadata
+                .namespace
+                .clone()
+                .map(|ns| ObjectRef::<Service>::new(&ep.name_any()).within(&ns))
+        })
         .graceful_shutdown_on(stopped)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
