@@ -270,7 +270,11 @@ impl Strategy for StatefulSetStrategy {
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let spec = obj.get("spec").unwrap_or(&Value::Null);
-        let mut errs = validate_selector_and_template(spec, "statefulset", &["Always"]);
+        let mut errs = validate_selector_and_template(
+            &with_claim_template_volumes(spec),
+            "statefulset",
+            &["Always"],
+        );
         if let Some(p) = str_of(spec, "podManagementPolicy") {
             if !["OrderedReady", "Parallel"].contains(&p) {
                 errs.push(not_supported(
@@ -329,6 +333,37 @@ impl Strategy for StatefulSetStrategy {
         }
         errs
     }
+}
+
+/// The spec with a volume for each volumeClaimTemplate the template does not already
+/// declare: the controller adds those volumes to every pod, so mounts may name them (the
+/// union of volumes and claims, as upstream's StatefulSet validation intends).
+fn with_claim_template_volumes(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    let names: Vec<Value> = spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.pointer("/metadata/name").cloned())
+        .collect();
+    if names.is_empty() {
+        return spec;
+    }
+    if let Some(pod) = spec
+        .pointer_mut("/template/spec")
+        .and_then(Value::as_object_mut)
+    {
+        let volumes = pod.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(list) = volumes.as_array_mut() {
+            for name in names {
+                if !list.iter().any(|v| v.get("name") == Some(&name)) {
+                    list.push(json!({"name": name, "persistentVolumeClaim": {"claimName": name}}));
+                }
+            }
+        }
+    }
+    spec
 }
 
 impl Strategy for DaemonSetStrategy {
@@ -512,6 +547,13 @@ mod tests {
         assert!(StatefulSetStrategy.validate_update(&new, &s).is_empty());
         new["spec"]["serviceName"] = json!("other");
         assert_eq!(StatefulSetStrategy.validate_update(&new, &s).len(), 1);
+
+        // Mounts may name a volumeClaimTemplate; other unknown volumes are still refused.
+        s["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "data", "mountPath": "/data"}]);
+        assert_eq!(StatefulSetStrategy.validate(&s).len(), 1);
+        s["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}, "spec": {}}]);
+        assert!(StatefulSetStrategy.validate(&s).is_empty());
     }
 
     #[test]
