@@ -137,12 +137,12 @@ impl Harness {
 }
 
 /// Polls `check` until it yields a value, failing after [`DEADLINE`] with `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    testkit::wait_for_async(DEADLINE, || check())
+    testkit::wait_for_async(DEADLINE, check)
         .await
         .unwrap_or_else(|| panic!("timed out: {what}"))
 }
@@ -281,7 +281,7 @@ async fn a_class_less_claim_gets_local_path_and_a_volume_on_its_pods_node() {
     let pv = h
         .volume_where(&pv_name, "volume Bound", |v| phase_of_volume(v) == "Bound")
         .await;
-    assert_eq!(affinity_values(&pv), [node.clone()]);
+    assert_eq!(affinity_values(&pv), std::slice::from_ref(&node));
     let spec = pv.spec.as_ref().unwrap();
     let host_path = spec.host_path.as_ref().unwrap();
     assert!(
