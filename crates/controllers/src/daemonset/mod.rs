@@ -136,32 +136,75 @@ pub async fn run(
 fn scheduling_relevant_nodes(
     client: kube::Client,
 ) -> impl futures::Stream<Item = Result<Node, watcher::Error>> + Send + 'static {
-    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut filter = NodeChangeFilter::default();
     watcher::watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
-        .filter_map(move |ev| {
-            let out = match ev {
-                Ok(Event::Apply(n)) | Ok(Event::InitApply(n)) => {
-                    let spec = n.spec.as_ref();
-                    let fingerprint = json!([
-                        n.metadata.labels,
-                        spec.and_then(|s| s.taints.as_ref()),
-                        spec.and_then(|s| s.unschedulable),
-                    ])
-                    .to_string();
-                    let changed =
-                        seen.insert(n.name_any(), fingerprint.clone()) != Some(fingerprint);
-                    changed.then_some(Ok(n))
+        .flat_map(move |ev| futures::stream::iter(filter.relevant(ev)))
+}
+
+/// The state behind [`scheduling_relevant_nodes`]: what each node looked like when last
+/// passed on, and the nodes seen so far in a relist.
+#[derive(Default)]
+struct NodeChangeFilter {
+    seen: HashMap<String, String>,
+    relisting: Option<HashSet<String>>,
+}
+
+impl NodeChangeFilter {
+    fn fingerprint(n: &Node) -> String {
+        let spec = n.spec.as_ref();
+        json!([
+            n.metadata.labels,
+            spec.and_then(|s| s.taints.as_ref()),
+            spec.and_then(|s| s.unschedulable),
+        ])
+        .to_string()
+    }
+
+    fn relevant(
+        &mut self,
+        ev: Result<Event<Node>, watcher::Error>,
+    ) -> Vec<Result<Node, watcher::Error>> {
+        match ev {
+            Ok(Event::Apply(n)) | Ok(Event::InitApply(n)) => {
+                if let Some(names) = self.relisting.as_mut() {
+                    names.insert(n.name_any());
                 }
-                Ok(Event::Delete(n)) => {
-                    seen.remove(&n.name_any());
-                    Some(Ok(n))
+                let fp = Self::fingerprint(&n);
+                if self.seen.insert(n.name_any(), fp.clone()) == Some(fp) {
+                    return Vec::new();
                 }
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            };
-            futures::future::ready(out)
-        })
+                vec![Ok(n)]
+            }
+            Ok(Event::Delete(n)) => {
+                self.seen.remove(&n.name_any());
+                vec![Ok(n)]
+            }
+            Ok(Event::Init) => {
+                self.relisting = Some(HashSet::new());
+                Vec::new()
+            }
+            Ok(Event::InitDone) => {
+                // A relist after the watch was down: nodes deleted meanwhile sent no event.
+                let listed = self.relisting.take().unwrap_or_default();
+                let gone: Vec<String> = self
+                    .seen
+                    .keys()
+                    .filter(|n| !listed.contains(*n))
+                    .cloned()
+                    .collect();
+                gone.into_iter()
+                    .map(|name| {
+                        self.seen.remove(&name);
+                        let mut n = Node::default();
+                        n.metadata.name = Some(name);
+                        Ok(n)
+                    })
+                    .collect()
+            }
+            Err(e) => vec![Err(e)],
+        }
+    }
 }
 
 /// The DaemonSets a pod's change concerns: its controller if it has one, else every
@@ -676,4 +719,56 @@ async fn cleanup_history(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn node(name: &str, zone: &str, status_note: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"zone": zone}},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "message": status_note}]},
+        }))
+        .unwrap()
+    }
+
+    fn names(out: Vec<Result<Node, watcher::Error>>) -> Vec<String> {
+        out.into_iter().map(|r| r.unwrap().name_any()).collect()
+    }
+
+    #[test]
+    fn node_filter_passes_scheduling_changes_only() {
+        let mut f = NodeChangeFilter::default();
+        assert_eq!(names(f.relevant(Ok(Event::Init))), Vec::<String>::new());
+        assert_eq!(
+            names(f.relevant(Ok(Event::InitApply(node("a", "z1", ""))))),
+            ["a"]
+        );
+        assert_eq!(
+            names(f.relevant(Ok(Event::InitApply(node("b", "z1", ""))))),
+            ["b"]
+        );
+        assert!(names(f.relevant(Ok(Event::InitDone))).is_empty());
+        // A heartbeat changes status only.
+        assert!(names(f.relevant(Ok(Event::Apply(node("a", "z1", "beat"))))).is_empty());
+        assert_eq!(
+            names(f.relevant(Ok(Event::Apply(node("a", "z2", ""))))),
+            ["a"]
+        );
+        assert_eq!(
+            names(f.relevant(Ok(Event::Delete(node("a", "z2", ""))))),
+            ["a"]
+        );
+        // After a relist, nodes that vanished meanwhile are reported.
+        f.relevant(Ok(Event::Apply(node("c", "z1", ""))));
+        f.relevant(Ok(Event::Init));
+        assert!(names(f.relevant(Ok(Event::InitApply(node("b", "z1", ""))))).is_empty());
+        assert_eq!(names(f.relevant(Ok(Event::InitDone))), ["c"]);
+        assert_eq!(
+            names(f.relevant(Ok(Event::Apply(node("c", "z1", ""))))),
+            ["c"]
+        );
+    }
 }
