@@ -347,12 +347,16 @@ pub type StopSignal = futures::future::BoxFuture<'static, ()>;
 /// How long a component gets to stop after its leadership ends before it is aborted.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// The pause before a component that ended by itself while leading is started again.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
 /// Runs `start(stop)` only while this candidate leads, as kube-controller-manager and
 /// kube-scheduler run their loops from OnStartedLeading: `stop` completes when the Lease
 /// is lost or on `shutdown`; a component that has not finished [`STOP_GRACE`] later is
-/// aborted. After losing the Lease the candidate campaigns again, and starts a fresh
-/// component when it wins. On shutdown the component is stopped first and the Lease
-/// released after, so the successor never overlaps with it.
+/// aborted; one that ends by itself while leading is started again. After losing the Lease
+/// the candidate campaigns again, and starts a fresh component when it wins. On shutdown
+/// the component is stopped first and the Lease released after, so the successor never
+/// overlaps with it.
 pub async fn run_while_leading<F, Fut>(
     elector: LeaderElector,
     shutdown: impl Future<Output = ()> + Send,
@@ -376,13 +380,17 @@ pub async fn run_while_leading<F, Fut>(
             () = &mut shutdown => break,
             r = leading.wait_for(|l| *l) => if r.is_err() { break },
         }
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stop: StopSignal = Box::pin(async move {
-            let mut rx = stop_rx;
-            let _ = rx.wait_for(|s| *s).await;
-        });
-        let mut task = tokio::spawn(start(stop));
+        let (stop_tx, _) = watch::channel(false);
+        let signal = |tx: &watch::Sender<bool>| -> StopSignal {
+            let mut rx = tx.subscribe();
+            Box::pin(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+        };
+        let mut task = tokio::spawn(start(signal(&stop_tx)));
         let mut finished = false;
+        let restart = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(restart);
         let shutting_down = loop {
             tokio::select! {
                 () = &mut shutdown => break true,
@@ -397,6 +405,13 @@ pub async fn run_while_leading<F, Fut>(
                     } else {
                         tracing::warn!(%lease, "the elected component stopped while leading");
                     }
+                    // Still the leader: nobody else will run it, so start it again.
+                    restart.as_mut().reset(tokio::time::Instant::now() + RESTART_DELAY);
+                }
+                () = &mut restart, if finished => {
+                    tracing::info!(%lease, "restarting the elected component");
+                    task = tokio::spawn(start(signal(&stop_tx)));
+                    finished = false;
                 }
             }
         };
@@ -524,6 +539,212 @@ mod tests {
             other.identity,
             LeaderElectionConfig::new("kube-system", "x").identity
         );
+    }
+
+    /// An in-memory coordination/v1 Lease endpoint with the API server's semantics that
+    /// matter here: create conflicts when the Lease exists, update conflicts when the
+    /// resourceVersion is stale. Each candidate's client can be cut off (500s).
+    mod fake {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        use bytes::Bytes;
+        use http_body_util::{BodyExt, Full};
+        use k8s_openapi::api::coordination::v1::Lease;
+
+        #[derive(Default)]
+        pub struct Leases {
+            pub lease: Mutex<Option<Lease>>,
+            version: Mutex<u64>,
+        }
+
+        fn status(code: u16, reason: &str) -> http::Response<Full<Bytes>> {
+            let body = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": reason, "code": code, "message": reason,
+            });
+            http::Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap()
+        }
+
+        fn ok(code: u16, lease: &Lease) -> http::Response<Full<Bytes>> {
+            http::Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(serde_json::to_vec(lease).unwrap())))
+                .unwrap()
+        }
+
+        impl Leases {
+            fn handle(&self, method: &http::Method, body: &[u8]) -> http::Response<Full<Bytes>> {
+                let mut current = self.lease.lock().unwrap();
+                let mut version = self.version.lock().unwrap();
+                match *method {
+                    http::Method::GET => match &*current {
+                        Some(l) => ok(200, l),
+                        None => status(404, "NotFound"),
+                    },
+                    http::Method::POST | http::Method::PUT => {
+                        let mut lease: Lease = serde_json::from_slice(body).unwrap();
+                        let creating = *method == http::Method::POST;
+                        let rv_matches = current.as_ref().is_some_and(|c| {
+                            c.metadata.resource_version == lease.metadata.resource_version
+                        });
+                        if (creating && current.is_some()) || (!creating && !rv_matches) {
+                            return status(409, "Conflict");
+                        }
+                        *version += 1;
+                        lease.metadata.resource_version = Some(version.to_string());
+                        *current = Some(lease.clone());
+                        ok(if creating { 201 } else { 200 }, &lease)
+                    }
+                    _ => status(405, "MethodNotAllowed"),
+                }
+            }
+        }
+
+        /// A client of `leases` that fails every request while `cut` is set.
+        pub fn client(leases: Arc<Leases>, cut: Arc<AtomicBool>) -> kube::Client {
+            let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+                let leases = leases.clone();
+                let cut = cut.clone();
+                async move {
+                    let method = req.method().clone();
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    if cut.load(Ordering::SeqCst) {
+                        return Ok::<_, std::convert::Infallible>(status(500, "InternalError"));
+                    }
+                    Ok(leases.handle(&method, &body))
+                }
+            });
+            kube::Client::new(service, "kube-system")
+        }
+    }
+
+    fn fast(identity: &str) -> LeaderElectionConfig {
+        LeaderElectionConfig {
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(3),
+            renew_deadline: Duration::from_millis(1500),
+            retry_period: Duration::from_millis(100),
+            ..LeaderElectionConfig::new("kube-system", "test")
+        }
+    }
+
+    async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Two candidates on one Lease: exactly one leads; cut off from the API it steps down
+    /// within the renew deadline and the other takes over once the lease expires; a
+    /// leader that shuts down releases the Lease and the other leads at once.
+    #[tokio::test]
+    async fn candidates_take_turns_step_down_when_cut_off_and_release_on_shutdown() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        let leases = Arc::new(fake::Leases::default());
+        let cut = [
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        ];
+        let mut leading = Vec::new();
+        let mut stops = Vec::new();
+        for (i, id) in ["a", "b"].into_iter().enumerate() {
+            let elector =
+                LeaderElector::new(fake::client(leases.clone(), cut[i].clone()), fast(id)).unwrap();
+            let (tx, rx) = watch::channel(false);
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(elector.run(tx, async move {
+                let _ = stop_rx.await;
+            }));
+            leading.push(rx);
+            stops.push(Some(stop_tx));
+        }
+        let holder = || {
+            leases
+                .lease
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|l| l.spec.clone())
+                .and_then(|s| s.holder_identity)
+        };
+        wait_until("someone leads", || {
+            *leading[0].borrow() || *leading[1].borrow()
+        })
+        .await;
+        // Both keep campaigning for a while: never two leaders.
+        for _ in 0..20 {
+            assert!(!(*leading[0].borrow() && *leading[1].borrow()));
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let first = usize::from(*leading[1].borrow());
+        let other = 1 - first;
+        assert_eq!(holder().as_deref(), Some(["a", "b"][first]));
+
+        // The leader loses the API: it steps down, and the other waits for expiry.
+        cut[first].store(true, Ordering::SeqCst);
+        let t = tokio::time::Instant::now();
+        wait_until("the cut-off leader steps down", || {
+            !*leading[first].borrow()
+        })
+        .await;
+        assert!(
+            t.elapsed() < Duration::from_millis(2500),
+            "within the renew deadline"
+        );
+        wait_until("the other takes over", || *leading[other].borrow()).await;
+        assert!(
+            t.elapsed() >= Duration::from_millis(2500),
+            "not before expiry"
+        );
+        let spec = leases.lock_spec();
+        assert_eq!(spec.holder_identity.as_deref(), Some(["a", "b"][other]));
+        assert_eq!(spec.lease_transitions, Some(1));
+        assert!(
+            !*leading[first].borrow(),
+            "the cut-off one stays a follower"
+        );
+
+        // Back on the API it campaigns again; the leader shuts down and releases.
+        cut[first].store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !*leading[first].borrow(),
+            "the Lease is held: no second leader"
+        );
+        let t = tokio::time::Instant::now();
+        let _ = stops[other].take().unwrap().send(());
+        wait_until("the first leads again after the release", || {
+            *leading[first].borrow()
+        })
+        .await;
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a released Lease is taken at once, not after its 3 s expiry"
+        );
+        let spec = leases.lock_spec();
+        assert_eq!(spec.holder_identity.as_deref(), Some(["a", "b"][first]));
+        assert_eq!(spec.lease_transitions, Some(2));
+    }
+
+    impl fake::Leases {
+        fn lock_spec(&self) -> LeaseSpec {
+            self.lease
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|l| l.spec.clone())
+                .unwrap()
+        }
     }
 
     #[test]

@@ -221,6 +221,11 @@ pub async fn register(client: &kube::Client, facts: &NodeFacts) -> Result<Node, 
         .is_some_and(|c| !c.is_empty());
     if let (false, Some(cidr)) = (has_cidr, &facts.pod_cidr) {
         meta_patch["spec"] = serde_json::json!({"podCIDR": cidr, "podCIDRs": [cidr]});
+        // Only over the Node read: if node IPAM assigned a CIDR since, this conflicts
+        // and the retry keeps IPAM's (podCIDR is immutable once set).
+        if let Some(rv) = &existing.metadata.resource_version {
+            meta_patch["metadata"]["resourceVersion"] = serde_json::json!(rv);
+        }
     }
     api.patch(
         &facts.name,
