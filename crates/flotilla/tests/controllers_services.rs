@@ -7,10 +7,13 @@ mod support;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use serde_json::json;
 
 use support::{Server, ServerOptions};
@@ -118,6 +121,33 @@ fn slice_endpoints(slices: &[EndpointSlice]) -> Vec<(String, bool)> {
         .collect();
     v.sort();
     v
+}
+
+/// The writes a watch reports until one satisfies `done`.
+async fn writes_until<K: Clone + std::fmt::Debug>(
+    mut events: futures::stream::BoxStream<'_, kube::Result<WatchEvent<K>>>,
+    done: impl Fn(&K) -> bool,
+) -> usize {
+    let mut writes = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("the awaited write")
+            .expect("the watch ended")
+            .unwrap();
+        match next {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                writes += 1;
+                if done(&o) {
+                    return writes;
+                }
+            }
+            WatchEvent::Deleted(o) => panic!("unexpected deletion: {o:?}"),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("watch error: {e:?}"),
+        }
+    }
 }
 
 async fn slices_of(api: &Api<EndpointSlice>, svc: &str) -> Vec<EndpointSlice> {
@@ -237,6 +267,31 @@ async fn service_endpoints_and_slices_follow_the_pods() {
         .find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
         .unwrap();
     let victim_ip = victim.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    // Watch the writes from here: a change that does not concern the endpoints (an
+    // annotation) must cause none, the readiness change exactly one per object.
+    let ep_writes = endpoints
+        .watch(
+            &WatchParams::default().fields("metadata.name=web"),
+            ep.metadata.resource_version.as_deref().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let slice_writes = slices
+        .watch(
+            &WatchParams::default().labels("kubernetes.io/service-name=web"),
+            slice.metadata.resource_version.as_deref().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    pods.patch(
+        victim.metadata.name.as_deref().unwrap(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"touched": "yes"}}})),
+    )
+    .await
+    .unwrap();
     pods.patch_status(
         victim.metadata.name.as_deref().unwrap(),
         &PatchParams::default(),
@@ -254,6 +309,21 @@ async fn service_endpoints_and_slices_follow_the_pods() {
     })
     .await;
     assert_eq!(addresses(&ep, true).len(), 2);
+    assert_eq!(
+        writes_until(ep_writes, |ep: &Endpoints| addresses(ep, false)
+            == [victim_ip.clone()])
+        .await,
+        1,
+        "Endpoints writes for one readiness change"
+    );
+    assert_eq!(
+        writes_until(slice_writes, |s: &EndpointSlice| {
+            slice_endpoints(std::slice::from_ref(s)).contains(&(victim_ip.clone(), false))
+        })
+        .await,
+        1,
+        "EndpointSlice writes for one readiness change"
+    );
     eventually(30, "the not-ready pod ready=false in its slice", || async {
         let got = slices_of(&slices, "web").await;
         slice_endpoints(&got)
