@@ -391,13 +391,16 @@ impl<'a> Sync<'a> {
             .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.labels.clone())
             .unwrap_or_default();
-        let candidate = history::new_revision(
+        let mut candidate = history::new_revision(
             self.set,
             &labels,
             logic::revision_data(self.set),
             history::next_revision_number(revisions),
             Some(collision_count),
         );
+        // Unlike a DaemonSet's, a StatefulSet's revisions carry none of its annotations
+        // (upstream's `history.NewControllerRevision`).
+        candidate.metadata.annotations = None;
         let update = match logic::choose_update_revision(revisions, &candidate) {
             UpdateRevision::Latest(i) => revisions[i].clone(),
             UpdateRevision::Renumber(i) => {

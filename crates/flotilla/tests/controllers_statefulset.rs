@@ -549,3 +549,59 @@ async fn parallel_does_not_wait_for_readiness() {
     // OrderedReady still has only its first pod.
     assert_eq!(names(&h.live_pods("ord").await), ["ord-0"]);
 }
+
+/// `persistentVolumeClaimRetentionPolicy` Delete/Delete: a scaled-down pod's claim passes
+/// to the pod and goes with it; the remaining claims are the set's and go with the set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_follow_the_retention_policy() {
+    let h = Harness::start("sts-ret", 2, "1.31").await;
+    let extra = json!({
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+        "volumeClaimTemplates": [{
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+        }]
+    });
+    h.kubectl(&["apply", "-f", "-"], Some(manifest("ret", 2, extra)))
+        .await;
+    h.converged("ret", 2).await;
+    let set_uid = h.sets().get("ret").await.unwrap().uid().unwrap();
+    for i in 0..2 {
+        let c = h.claims().get(&format!("data-ret-{i}")).await.unwrap();
+        let owners: Vec<(&str, &str)> = c
+            .owner_references()
+            .iter()
+            .map(|r| (r.kind.as_str(), r.uid.as_str()))
+            .collect();
+        assert_eq!(owners, [("StatefulSet", set_uid.as_str())]);
+    }
+
+    h.kubectl(&["scale", "sts", "ret", "--replicas=1"], None)
+        .await;
+    h.converged("ret", 1).await;
+    testkit::wait_for_async(DEADLINE, || async {
+        h.claims()
+            .get_opt("data-ret-1")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("data-ret-1 not deleted after scale-down"));
+    let kept = h.claims().get("data-ret-0").await.unwrap();
+    assert!(kept.metadata.deletion_timestamp.is_none());
+
+    h.kubectl(&["delete", "sts", "ret", "--wait=false"], None)
+        .await;
+    testkit::wait_for_async(DEADLINE, || async {
+        h.claims()
+            .get_opt("data-ret-0")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("data-ret-0 not deleted with its set"));
+}
