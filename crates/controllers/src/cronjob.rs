@@ -49,7 +49,22 @@ pub enum Error {
     NoNamespace(String),
 }
 
+/// The controller's settings; tests move its clock instead of waiting for the schedule.
+#[derive(Clone)]
+pub struct Config {
+    pub now: Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            now: Arc::new(jiff::Timestamp::now),
+        }
+    }
+}
+
 struct Context {
+    now: Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>,
     client: kube::Client,
     recorder: EventRecorder,
     failures: Mutex<HashMap<ObjectRef<CronJob>, u32>>,
@@ -60,12 +75,22 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_with(client, Config::default(), shutdown).await
+}
+
+/// Runs the controller with `config` until `shutdown` completes.
+pub async fn run_with(
+    client: kube::Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(());
     });
     let ctx = Arc::new(Context {
+        now: config.now,
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
         failures: Mutex::new(HashMap::new()),
@@ -293,6 +318,25 @@ pub fn too_late(cj: &CronJob, scheduled: jiff::Timestamp, now: jiff::Timestamp) 
         .is_some_and(|deadline| deadline < now)
 }
 
+/// What `concurrencyPolicy` makes of a due run while `active` runs are going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    Start,
+    /// Forbid: the due run is skipped (not recorded as scheduled).
+    Skip,
+    /// Replace: the running Jobs are deleted first.
+    ReplaceThenStart,
+}
+
+pub fn concurrency_decision(policy: Option<&str>, active: usize) -> Concurrency {
+    match policy {
+        _ if active == 0 => Concurrency::Start,
+        Some("Forbid") => Concurrency::Skip,
+        Some("Replace") => Concurrency::ReplaceThenStart,
+        _ => Concurrency::Start,
+    }
+}
+
 /// `<cronjob>-<minutes since the epoch>`: the same scheduled time always gives the same
 /// name, so a repeated sync cannot start a second Job for it.
 pub fn job_name(cj: &CronJob, scheduled: jiff::Timestamp) -> String {
@@ -436,7 +480,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
                 .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
         })
         .collect();
-    let now = jiff::Timestamp::now();
+    let now = (ctx.now)();
     let status = cj.status.clone().unwrap_or_default();
     let mut last_successful = status.last_successful_time.clone();
     let mut last_schedule = status.last_schedule_time.clone();
@@ -589,12 +633,12 @@ async fn schedule_step(
     {
         return Ok(next);
     }
-    match spec.concurrency_policy.as_deref() {
-        Some("Forbid") if !active.is_empty() => {
+    match concurrency_decision(spec.concurrency_policy.as_deref(), active.len()) {
+        Concurrency::Skip => {
             tracing::debug!(cronjob = %cj.name_any(), "prior run still active; Forbid skips this one");
             return Ok(next);
         }
-        Some("Replace") => {
+        Concurrency::ReplaceThenStart => {
             for r in std::mem::take(active) {
                 let Some(job_name) = r.name.clone() else {
                     continue;
@@ -618,7 +662,7 @@ async fn schedule_step(
                 }
             }
         }
-        _ => {}
+        Concurrency::Start => {}
     }
     let job = job_from_template(cj, scheduled, &tz);
     match jobs_api.create(&PostParams::default(), &job).await {
@@ -843,6 +887,19 @@ mod tests {
         assert_eq!(earliest_time(&cj, now), Some(ts("2026-01-01T01:55:10Z")));
         assert!(!too_late(&cj, ts("2026-01-01T02:00:00Z"), now));
         assert!(too_late(&cj, ts("2026-01-01T01:50:00Z"), now));
+    }
+
+    #[test]
+    fn concurrency_policies() {
+        assert_eq!(concurrency_decision(None, 2), Concurrency::Start);
+        assert_eq!(concurrency_decision(Some("Allow"), 2), Concurrency::Start);
+        assert_eq!(concurrency_decision(Some("Forbid"), 1), Concurrency::Skip);
+        assert_eq!(concurrency_decision(Some("Forbid"), 0), Concurrency::Start);
+        assert_eq!(
+            concurrency_decision(Some("Replace"), 1),
+            Concurrency::ReplaceThenStart
+        );
+        assert_eq!(concurrency_decision(Some("Replace"), 0), Concurrency::Start);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -30,6 +32,11 @@ struct Harness {
 
 impl Harness {
     async fn start(test: &str) -> Self {
+        Self::start_with_clock(test, None).await
+    }
+
+    /// With `offset` (seconds), the CronJob controller's clock runs that far ahead.
+    async fn start_with_clock(test: &str, offset: Option<Arc<AtomicI64>>) -> Self {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -58,9 +65,20 @@ impl Harness {
         }));
         stop.push(tx);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(controllers::cronjob::run(client.clone(), async {
-            let _ = rx.await;
-        }));
+        let mut config = controllers::cronjob::Config::default();
+        if let Some(offset) = offset {
+            config.now = Arc::new(move || {
+                jiff::Timestamp::now()
+                    + jiff::SignedDuration::from_secs(offset.load(Ordering::SeqCst))
+            });
+        }
+        tokio::spawn(controllers::cronjob::run_with(
+            client.clone(),
+            config,
+            async {
+                let _ = rx.await;
+            },
+        ));
         stop.push(tx);
         Harness {
             server,
@@ -512,4 +530,105 @@ async fn cronjob_fires_on_schedule_and_kubectl_creates_a_job_from_it() {
     })
     .await
     .expect("lastSuccessfulTime set and no active run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_replace_policy_and_history_limit_with_a_moved_clock() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let h = Harness::start_with_clock("cronrepl", Some(offset.clone())).await;
+    let cronjobs: Api<CronJob> = Api::namespaced(h.client.clone(), "default");
+    // Hourly, so the real clock never crosses a scheduled time during the test; the
+    // test moves the controller's clock an hour at a time.
+    let cj: CronJob = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "hourly"},
+        "spec": {"schedule": "0 * * * *", "concurrencyPolicy": "Replace",
+            "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 0,
+            "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "work", "image": "busybox"}]}}}}},
+    }))
+    .unwrap();
+    cronjobs.create(&PostParams::default(), &cj).await.unwrap();
+    let mut pokes = 0;
+    let mut advance_an_hour = || {
+        offset.fetch_add(3600, Ordering::SeqCst);
+        pokes += 1;
+        let cronjobs = cronjobs.clone();
+        let n = pokes;
+        async move {
+            // Any change wakes the controller, which then reads its (moved) clock.
+            cronjobs
+                .patch(
+                    "hourly",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {"poke": n.to_string()}}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let runs = |h: &Harness| {
+        let jobs = h.jobs();
+        async move {
+            let mut names: Vec<String> = jobs
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|j| j.name_any().starts_with("hourly-"))
+                .map(|j| j.name_any())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+
+    advance_an_hour().await;
+    let first = testkit::wait_for_async(DEADLINE, || async {
+        let r = runs(&h).await;
+        (r.len() == 1).then(|| r[0].clone())
+    })
+    .await
+    .expect("the missed hourly run starts");
+    h.running(&first, 1).await;
+
+    // Replace: the running Job goes and the next run takes its place.
+    advance_an_hour().await;
+    let second = testkit::wait_for_async(DEADLINE, || async {
+        let r = runs(&h).await;
+        (r.len() == 1 && r[0] != first).then(|| r[0].clone())
+    })
+    .await
+    .expect("Replace deletes the running Job and starts the next");
+    testkit::wait_for_async(DEADLINE, || async {
+        let st = cronjobs.get("hourly").await.unwrap().status?;
+        let active: Vec<String> = st.active?.into_iter().filter_map(|r| r.name).collect();
+        (active == vec![second.clone()]).then_some(())
+    })
+    .await
+    .expect("status.active names only the replacement");
+
+    // History: with successfulJobsHistoryLimit 1 only the newest finished run stays.
+    let pods = h.running(&second, 1).await;
+    h.finish(&pods[0], true).await;
+    h.job_until(&second, "Complete", |j| condition(j, "Complete").is_some())
+        .await;
+    advance_an_hour().await;
+    let third = testkit::wait_for_async(DEADLINE, || async {
+        let r = runs(&h).await;
+        r.iter().find(|n| **n != first && **n != second).cloned()
+    })
+    .await
+    .expect("the third run starts");
+    let pods = h.running(&third, 1).await;
+    h.finish(&pods[0], true).await;
+    testkit::wait_for_async(DEADLINE, || async {
+        (runs(&h).await == vec![third.clone()]).then_some(())
+    })
+    .await
+    .expect("the older finished run is trimmed");
+    let st = cronjobs.get("hourly").await.unwrap().status.unwrap();
+    assert!(st.last_successful_time.is_some());
 }
