@@ -608,6 +608,82 @@ async fn set_volume_phase(
     Ok(())
 }
 
+/// What a volume's sync does, decided from the volume and the claim its claimRef names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeAction {
+    /// Make the phase this (Available: free or reserved; Bound: both sides agree).
+    Phase(&'static str),
+    /// The claim is being bound to it; the claims controller finishes the binding.
+    Wait,
+    /// The claim went to another volume: drop this controller's reservation.
+    Unbind,
+    /// The claim went to another volume, but a user reserved this one: leave it to them.
+    Keep,
+    /// The claim is gone: Released, then the reclaim policy.
+    Release(Reclaim),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reclaim {
+    Retain,
+    /// Provisioned here: delete the object (the node's cleanup finalizer holds it).
+    Delete,
+    /// Another provisioner deletes what it provisioned.
+    External,
+    /// No way to honour the policy: phase Failed with this event reason and message.
+    Fail {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// The persistentvolume controller's `syncVolume`, as a decision.
+pub fn volume_action(pv: &PersistentVolume, claim: Option<&PersistentVolumeClaim>) -> VolumeAction {
+    let Some(r) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
+        return VolumeAction::Phase("Available");
+    };
+    // Reserved for a claim by name (no uid): waits for it, whether it exists yet or not.
+    if r.uid.as_deref().is_none_or(str::is_empty) {
+        return VolumeAction::Phase("Available");
+    }
+    let pv_name = pv.metadata.name.as_deref().unwrap_or("");
+    match claim.filter(|c| is_bound_to(pv, c)) {
+        Some(c) => match c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) {
+            Some(v) if v == pv_name => VolumeAction::Phase("Bound"),
+            None | Some("") => VolumeAction::Wait,
+            Some(_) if annotation(&pv.metadata, ANN_BOUND_BY_CONTROLLER).is_some() => {
+                VolumeAction::Unbind
+            }
+            Some(_) => VolumeAction::Keep,
+        },
+        None => {
+            let policy = pv
+                .spec
+                .as_ref()
+                .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+                .unwrap_or("Retain");
+            let reclaim = match (policy, annotation(&pv.metadata, ANN_PROVISIONED_BY)) {
+                ("Retain", _) => Reclaim::Retain,
+                ("Delete", Some(PROVISIONER)) => Reclaim::Delete,
+                ("Delete", Some(_)) => Reclaim::External,
+                ("Recycle", _) => Reclaim::Fail {
+                    reason: "VolumeFailedRecycle",
+                    message: format!(
+                        "error getting recycler volume plugin for volume \"{pv_name}\": no recyclable volume plugin matched"
+                    ),
+                },
+                _ => Reclaim::Fail {
+                    reason: "VolumeFailedDelete",
+                    message: format!(
+                        "error getting deleter volume plugin for volume \"{pv_name}\": no deletable volume plugin matched"
+                    ),
+                },
+            };
+            VolumeAction::Release(reclaim)
+        }
+    }
+}
+
 async fn sync_volume(pv: Arc<PersistentVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
     let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let Some(pv) = api.get_opt(&pv.name_any()).await? else {
@@ -617,42 +693,23 @@ async fn sync_volume(pv: Arc<PersistentVolume>, ctx: Arc<Context>) -> Result<Act
     if pv.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.clone());
-    let Some(r) = claim_ref else {
-        set_volume_phase(&ctx, &pv, "Available", None).await?;
-        ctx.succeeded(&format!("pv/{}", pv.name_any()));
-        return Ok(Action::requeue(RESYNC));
-    };
-    let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
-    let claim = match r.name.as_deref() {
-        Some(name) => {
-            Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(name)
-                .await?
-        }
+    let claim = match pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
+        Some(r) => match r.name.as_deref() {
+            Some(name) => {
+                let ns = r.namespace.as_deref().unwrap_or("default");
+                Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns)
+                    .get_opt(name)
+                    .await?
+            }
+            None => None,
+        },
         None => None,
     };
-    let pre_bound = r.uid.as_deref().is_none_or(str::is_empty);
-    let claim = claim.filter(|c| is_bound_to(&pv, c));
-    match (claim, pre_bound) {
-        // Waiting for the claim it is reserved for; the claims controller binds it.
-        (_, true) => set_volume_phase(&ctx, &pv, "Available", None).await?,
-        (Some(c), false) => {
-            let named = c.spec.as_ref().and_then(|s| s.volume_name.as_deref());
-            match named {
-                Some(v) if v == pv.name_any() => set_volume_phase(&ctx, &pv, "Bound", None).await?,
-                // Claim not bound yet: the claims controller finishes the binding.
-                None | Some("") => {}
-                Some(_) => {
-                    // The claim went to another volume; a reservation this controller
-                    // made is undone, a user's is left for the user.
-                    if annotation(&pv.metadata, ANN_BOUND_BY_CONTROLLER).is_some() {
-                        unbind(&ctx, &pv).await?;
-                    }
-                }
-            }
-        }
-        (None, false) => release(&ctx, &pv).await?,
+    match volume_action(&pv, claim.as_ref()) {
+        VolumeAction::Phase(phase) => set_volume_phase(&ctx, &pv, phase, None).await?,
+        VolumeAction::Wait | VolumeAction::Keep => {}
+        VolumeAction::Unbind => unbind(&ctx, &pv).await?,
+        VolumeAction::Release(reclaim) => release(&ctx, &pv, reclaim).await?,
     }
     ctx.succeeded(&format!("pv/{}", pv.name_any()));
     Ok(Action::requeue(RESYNC))
@@ -673,17 +730,10 @@ async fn unbind(ctx: &Context, pv: &PersistentVolume) -> Result<(), Error> {
     set_volume_phase(ctx, &pv, "Available", None).await
 }
 
-/// The claim is gone: Released, then the reclaim policy.
-async fn release(ctx: &Context, pv: &PersistentVolume) -> Result<(), Error> {
-    let policy = pv
-        .spec
-        .as_ref()
-        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
-        .unwrap_or("Retain");
-    let provisioned_by = annotation(&pv.metadata, ANN_PROVISIONED_BY);
-    match (policy, provisioned_by) {
-        ("Retain", _) => set_volume_phase(ctx, pv, "Released", None).await,
-        ("Delete", Some(PROVISIONER)) => {
+async fn release(ctx: &Context, pv: &PersistentVolume, reclaim: Reclaim) -> Result<(), Error> {
+    match reclaim {
+        Reclaim::Retain | Reclaim::External => set_volume_phase(ctx, pv, "Released", None).await,
+        Reclaim::Delete => {
             set_volume_phase(ctx, pv, "Released", None).await?;
             match Api::<PersistentVolume>::all(ctx.client.clone())
                 .delete(&pv.name_any(), &DeleteParams::default())
@@ -697,34 +747,135 @@ async fn release(ctx: &Context, pv: &PersistentVolume) -> Result<(), Error> {
                 Err(e) => Err(e.into()),
             }
         }
-        // An external provisioner deletes what it provisioned.
-        ("Delete", Some(_)) => set_volume_phase(ctx, pv, "Released", None).await,
-        (policy, _) => {
-            let verb = if policy == "Recycle" {
-                "recycle"
-            } else {
-                "delete"
-            };
-            let msg = format!(
-                "error getting {verb}r volume plugin for volume \"{}\": no {verb}able volume plugin matched",
-                pv.name_any()
-            );
+        Reclaim::Fail { reason, message } => {
             if volume_phase(pv) != "Failed" {
-                let reason = if policy == "Recycle" {
-                    "VolumeFailedRecycle"
-                } else {
-                    "VolumeFailedDelete"
-                };
-                ctx.volume_event(pv, EventType::Warning, reason, msg.clone());
+                ctx.volume_event(pv, EventType::Warning, reason, message.clone());
             }
-            set_volume_phase(ctx, pv, "Failed", Some(&msg)).await
+            set_volume_phase(ctx, pv, "Failed", Some(&message)).await
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PersistentVolumeSpec};
+
+    fn volume(claim: Option<(&str, Option<&str>)>, policy: &str) -> PersistentVolume {
+        PersistentVolume {
+            metadata: kube::api::ObjectMeta {
+                name: Some("pv".into()),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeSpec {
+                claim_ref: claim.map(|(name, uid)| ObjectReference {
+                    name: Some(name.into()),
+                    namespace: Some("ns".into()),
+                    uid: uid.map(str::to_string),
+                    ..Default::default()
+                }),
+                persistent_volume_reclaim_policy: Some(policy.into()),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn claim(name: &str, uid: &str, volume: Option<&str>) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                uid: Some(uid.into()),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                volume_name: volume.map(str::to_string),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn annotate(mut pv: PersistentVolume, k: &str, v: &str) -> PersistentVolume {
+        pv.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(k.into(), v.into());
+        pv
+    }
+
+    #[test]
+    fn free_reserved_and_bound_volumes() {
+        assert_eq!(
+            volume_action(&volume(None, "Retain"), None),
+            VolumeAction::Phase("Available")
+        );
+        // Reserved by name for a claim that may not exist yet.
+        assert_eq!(
+            volume_action(&volume(Some(("c", None)), "Delete"), None),
+            VolumeAction::Phase("Available")
+        );
+        let pv = volume(Some(("c", Some("u1"))), "Delete");
+        assert_eq!(
+            volume_action(&pv, Some(&claim("c", "u1", Some("pv")))),
+            VolumeAction::Phase("Bound")
+        );
+        assert_eq!(
+            volume_action(&pv, Some(&claim("c", "u1", None))),
+            VolumeAction::Wait
+        );
+    }
+
+    #[test]
+    fn a_claim_bound_elsewhere_undoes_only_the_controllers_reservation() {
+        let pv = volume(Some(("c", Some("u1"))), "Retain");
+        let elsewhere = claim("c", "u1", Some("other"));
+        assert_eq!(volume_action(&pv, Some(&elsewhere)), VolumeAction::Keep);
+        let pv = annotate(pv, ANN_BOUND_BY_CONTROLLER, "yes");
+        assert_eq!(volume_action(&pv, Some(&elsewhere)), VolumeAction::Unbind);
+    }
+
+    #[test]
+    fn a_gone_claim_releases_by_policy() {
+        let retain = volume(Some(("c", Some("u1"))), "Retain");
+        assert_eq!(
+            volume_action(&retain, None),
+            VolumeAction::Release(Reclaim::Retain)
+        );
+        // A new claim of the same name is not the one the volume was bound to.
+        assert_eq!(
+            volume_action(&retain, Some(&claim("c", "u2", None))),
+            VolumeAction::Release(Reclaim::Retain)
+        );
+        let ours = annotate(
+            volume(Some(("c", Some("u1"))), "Delete"),
+            ANN_PROVISIONED_BY,
+            PROVISIONER,
+        );
+        assert_eq!(
+            volume_action(&ours, None),
+            VolumeAction::Release(Reclaim::Delete)
+        );
+        let theirs = annotate(
+            volume(Some(("c", Some("u1"))), "Delete"),
+            ANN_PROVISIONED_BY,
+            "ebs.csi.aws.com",
+        );
+        assert_eq!(
+            volume_action(&theirs, None),
+            VolumeAction::Release(Reclaim::External)
+        );
+        let manual = volume(Some(("c", Some("u1"))), "Delete");
+        match volume_action(&manual, None) {
+            VolumeAction::Release(Reclaim::Fail { reason, message }) => {
+                assert_eq!(reason, "VolumeFailedDelete");
+                assert!(message.contains("no deletable volume plugin matched"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn only_wait_for_first_consumer_delays_binding() {
