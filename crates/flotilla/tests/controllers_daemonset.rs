@@ -439,10 +439,20 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
 /// `kubectl set image ds/x` rolls out (revisions, hash labels), `kubectl rollout status`
 /// succeeds, `kubectl rollout history` lists the revisions and shows a revision's
 /// template, `kubectl rollout undo` restores the previous image; OnDelete waits for pods
-/// to be deleted.
+/// to be deleted; maxSurge rolls out; a DaemonSet recreated after an orphaning delete
+/// adopts the pods and the history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_set_rolls_out_and_back() {
     let mut h = Harness::start().await;
+    // Orphan deletion needs the garbage collector.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(controllers::garbage_collector::run(
+        h.client.clone(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    h.stop.push(tx);
     h.add_nodes("dsr-node", 3).await;
     let nodes = names("dsr-node", 3);
     let manifest =
@@ -587,6 +597,39 @@ async fn daemon_set_rolls_out_and_back() {
         .kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
         .await;
     assert!(out.contains("successfully rolled out"), "{out}");
-    h.one_per_node("logs", &nodes, "registry.invalid/logs:3")
+    let before = h
+        .one_per_node("logs", &nodes, "registry.invalid/logs:3")
         .await;
+
+    // Deleted with orphan propagation and created again: the new DaemonSet adopts the
+    // pods (no pod replaced) and the revision history.
+    h.kubectl(&["delete", "ds/logs", "--cascade=orphan"], None)
+        .await;
+    let manifest =
+        serde_json::to_string(&daemon_set("logs", "registry.invalid/logs:3", json!({}))).unwrap();
+    h.kubectl(&["apply", "-f", "-"], Some(manifest)).await;
+    h.kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
+        .await;
+    let uid = h.daemon_sets().get("logs").await.unwrap().metadata.uid;
+    let after = eventually("the pods adopted", || async {
+        let by_node = h.pods_by_node("logs").await;
+        let adopted = by_node.values().flatten().all(|p| {
+            p.owner_references()
+                .iter()
+                .any(|r| r.controller == Some(true) && Some(&r.uid) == uid.as_ref())
+        });
+        (adopted && by_node.len() == 3).then_some(by_node)
+    })
+    .await;
+    for (node, pod) in &before {
+        let now: Vec<_> = after[node].iter().map(|p| p.metadata.uid.clone()).collect();
+        assert_eq!(now, [pod.metadata.uid.clone()], "{node}: pod replaced");
+    }
+    let history = h.kubectl(&["rollout", "history", "ds/logs"], None).await;
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(revisions, ["2", "3", "4"], "{history}");
 }

@@ -615,6 +615,7 @@ async fn construct_history(
     let selector =
         history::selector_string(&spec.selector).ok_or_else(|| Error::BadSelector(name.clone()))?;
     let uid = ds.metadata.uid.clone().unwrap_or_default();
+    adopt_orphan_revisions(ctx, ds, ns, &selector).await?;
     let revisions = history::list_revisions(ctx.client.clone(), ns, &uid, &selector).await?;
     let data = history::template_patch(&serde_json::to_value(&spec.template)?);
     let (mut current, old): (Vec<_>, Vec<_>) = revisions
@@ -675,6 +676,45 @@ async fn construct_history(
             .await?;
     }
     Ok((cur, old))
+}
+
+/// Takes over revisions matching the selector that have no controller (left by a
+/// DaemonSet deleted with orphan propagation), so that a DaemonSet recreated in its place
+/// keeps their history, as its pods are adopted.
+async fn adopt_orphan_revisions(
+    ctx: &Context,
+    ds: &DaemonSet,
+    ns: &str,
+    selector: &str,
+) -> Result<(), Error> {
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), ns);
+    let mut lp = ListParams::default();
+    if !selector.is_empty() {
+        lp = lp.labels(selector);
+    }
+    for rev in api.list(&lp).await?.items {
+        let refs = rev.metadata.owner_references.clone().unwrap_or_default();
+        if refs.iter().any(|r| r.controller == Some(true))
+            || rev.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let mut refs = refs;
+        refs.push(logic::controller_ref(ds));
+        let patch = json!({"metadata": {
+            "resourceVersion": rev.metadata.resource_version,
+            "ownerReferences": refs,
+        }});
+        ignore_not_found(
+            api.patch(
+                &rev.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await,
+        )?;
+    }
+    Ok(())
 }
 
 /// Deletes the oldest old revisions no pod runs, beyond revisionHistoryLimit. As upstream,
