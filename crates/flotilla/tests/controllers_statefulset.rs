@@ -107,6 +107,18 @@ impl Harness {
         Api::namespaced(self.client.clone(), NS)
     }
 
+    /// Waits for the volume controller's default StorageClass: claims created before it
+    /// exists get no class and never bind (there is no retroactive default assignment).
+    async fn default_class(&self) {
+        let classes: Api<k8s_openapi::api::storage::v1::StorageClass> =
+            Api::all(self.client.clone());
+        testkit::wait_for_async(DEADLINE, || async {
+            classes.get_opt("local-path").await.ok().flatten()
+        })
+        .await
+        .expect("the default StorageClass local-path");
+    }
+
     /// Records every state of the pods labelled `app=<app>` from now on.
     fn watch(&mut self, app: &str) -> Arc<Mutex<Vec<Seen>>> {
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -266,6 +278,7 @@ fn first(seen: &[Seen], f: impl Fn(&Seen) -> bool) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_ready_identity_claims_and_scale_down() {
     let mut h = Harness::start("sts-ord", 2, "1.33").await;
+    h.default_class().await;
     let seen = h.watch("web");
     let claim_template = json!([{
         "metadata": {"name": "data"},
@@ -555,6 +568,7 @@ async fn parallel_does_not_wait_for_readiness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_follow_the_retention_policy() {
     let h = Harness::start("sts-ret", 2, "1.31").await;
+    h.default_class().await;
     let extra = json!({
         "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
         "volumeClaimTemplates": [{

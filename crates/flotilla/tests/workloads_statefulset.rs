@@ -100,6 +100,9 @@ fn a_statefulset_pod_keeps_its_data_when_recreated() {
             }]
         }
     });
+    // Claims made before the default class exists get none and never bind.
+    testkit::wait_for(DEADLINE, || get(&c, &["storageclass", "local-path"]))
+        .unwrap_or_else(|| panic!("no default StorageClass\n{}", diagnostics(&c)));
     c.kubectl(KUBECTL)
         .stdin(set.to_string())
         .run(&["apply", "-f", "-"])
