@@ -264,7 +264,7 @@ fn up_to_date(
         && annotated == over_capacity
 }
 
-fn service_ref(svc: &Service) -> ObjectReference {
+pub(crate) fn service_ref(svc: &Service) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Service".into()),

@@ -30,14 +30,16 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 
-use crate::endpoints::pod_triggers;
 use crate::endpoints::ports::{label_selector, managed_selector};
 use crate::endpoints::subsets::{last_change_trigger_time, TriggerState, LAST_CHANGE_TRIGGER_TIME};
+use crate::endpoints::{pod_triggers, service_ref};
 use crate::replicaset::{is_namespace_terminating, retry_backoff};
+use events::{EventRecorder, EventType};
 use reconciler::{
     desired_groups, plan, CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, ZONE_LABEL,
 };
 
+const COMPONENT: &str = "endpoint-slice-controller";
 /// The most endpoints one slice holds (kube-controller-manager's default).
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 /// A periodic resync, so that nothing is left waiting on a lost event.
@@ -53,6 +55,7 @@ pub enum Error {
 
 struct Context {
     client: kube::Client,
+    recorder: EventRecorder,
     nodes: Store<Node>,
     failures: Mutex<HashMap<ObjectRef<Service>, u32>>,
     triggers: Mutex<HashMap<ObjectRef<Service>, TriggerState>>,
@@ -89,6 +92,7 @@ pub async fn run(
     );
     let pods = pod_triggers(client.clone(), controller.store());
     let ctx = Arc::new(Context {
+        recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
         nodes: nodes.clone(),
         failures: Mutex::new(HashMap::new()),
@@ -180,21 +184,40 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
             }
         }
     };
-    // Creations first, deletions last: consumers never see the Service with fewer
-    // endpoints than it has while slices are rearranged.
+    if let Err(e) = apply(&api, plan, stamp).await {
+        if is_namespace_terminating(&e) {
+            // The namespace is going away, and the Service with it.
+            return Ok(Action::await_change());
+        }
+        ctx.recorder.object_event(
+            service_ref(&svc),
+            EventType::Warning,
+            "FailedToUpdateEndpointSlices",
+            format!("Error updating Endpoint Slices for Service {ns}/{name}: {e}"),
+        );
+        return Err(e.into());
+    }
+    ctx.failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Writes the plan: creations first, deletions last, so that consumers never see the
+/// Service with fewer endpoints than it has while slices are rearranged.
+async fn apply(
+    api: &Api<EndpointSlice>,
+    plan: reconciler::Plan,
+    stamp: impl Fn(&mut EndpointSlice),
+) -> Result<(), kube::Error> {
     for mut slice in plan.create {
         stamp(&mut slice);
-        match api.create(&PostParams::default(), &slice).await {
-            Ok(_) => {}
-            // The namespace is going away, and the Service with it.
-            Err(e) if is_namespace_terminating(&e) => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
-        }
+        api.create(&PostParams::default(), &slice).await?;
     }
     for mut slice in plan.update {
         stamp(&mut slice);
-        let slice_name = slice.name_any();
-        api.replace(&slice_name, &PostParams::default(), &slice)
+        api.replace(&slice.name_any(), &PostParams::default(), &slice)
             .await?;
     }
     for slice in plan.delete {
@@ -208,12 +231,8 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
         match api.delete(&slice.name_any(), &dp).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key);
-    Ok(Action::requeue(RESYNC))
+    Ok(())
 }
