@@ -623,7 +623,11 @@ async fn daemon_set_rolls_out_and_back() {
     .await;
     for (node, pod) in &before {
         let now: Vec<_> = after[node].iter().map(|p| p.metadata.uid.clone()).collect();
-        assert_eq!(now, [pod.metadata.uid.clone()], "{node}: pod replaced");
+        assert_eq!(
+            now,
+            std::slice::from_ref(&pod.metadata.uid),
+            "{node}: pod replaced"
+        );
     }
     let history = h.kubectl(&["rollout", "history", "ds/logs"], None).await;
     let revisions: Vec<&str> = history
