@@ -619,3 +619,91 @@ async fn claims_follow_the_retention_policy() {
     .await
     .unwrap_or_else(|| panic!("data-ret-0 not deleted with its set"));
 }
+
+/// A partition holds the update to the ordinals at or above it (`rollout status` reports
+/// the partitioned roll out complete); OnDelete changes nothing until a pod is deleted by
+/// hand, which then comes back with the new template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_and_on_delete() {
+    let h = Harness::start("sts-part", 2, "1.27").await;
+    let partitioned =
+        json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}});
+    h.kubectl(
+        &["apply", "-f", "-"],
+        Some(manifest("part", 3, partitioned)),
+    )
+    .await;
+    let on_delete = json!({"updateStrategy": {"type": "OnDelete"}});
+    h.kubectl(&["apply", "-f", "-"], Some(manifest("ondel", 2, on_delete)))
+        .await;
+    h.converged("part", 3).await;
+    h.converged("ondel", 2).await;
+
+    h.kubectl(
+        &["set", "image", "sts/part", "c=registry.local/app:2"],
+        None,
+    )
+    .await;
+    let out = h
+        .kubectl(&["rollout", "status", "sts/part", "--timeout=80s"], None)
+        .await;
+    assert!(out.contains("partitioned roll out complete"), "{out}");
+    let pods = testkit::wait_for_async(DEADLINE, || async {
+        let pods = h.live_pods("part").await;
+        (pods.len() == 3 && pods.iter().all(is_ready)).then_some(pods)
+    })
+    .await
+    .unwrap();
+    let images: Vec<String> = pods.iter().map(image).collect();
+    assert_eq!(
+        images,
+        [
+            "registry.local/app:1",
+            "registry.local/app:1",
+            "registry.local/app:2"
+        ]
+    );
+    let st = h.sets().get("part").await.unwrap().status.unwrap();
+    assert_eq!(st.updated_replicas, Some(1));
+    assert_ne!(st.current_revision, st.update_revision);
+
+    let before: Vec<String> = h
+        .live_pods("ondel")
+        .await
+        .iter()
+        .map(|p| p.uid().unwrap())
+        .collect();
+    h.kubectl(
+        &["set", "image", "sts/ondel", "c=registry.local/app:2"],
+        None,
+    )
+    .await;
+    let generation = h.sets().get("ondel").await.unwrap().metadata.generation;
+    let st = testkit::wait_for_async(DEADLINE, || async {
+        let st = h.sets().get("ondel").await.ok()?.status?;
+        (st.observed_generation == generation).then_some(st)
+    })
+    .await
+    .unwrap();
+    assert_ne!(st.current_revision, st.update_revision);
+    assert_eq!(st.updated_replicas.unwrap_or(0), 0);
+    let now: Vec<String> = h
+        .live_pods("ondel")
+        .await
+        .iter()
+        .map(|p| p.uid().unwrap())
+        .collect();
+    assert_eq!(now, before, "OnDelete replaced pods by itself");
+    h.kubectl(&["delete", "pod", "ondel-1", "--wait=false"], None)
+        .await;
+    let back = testkit::wait_for_async(DEADLINE, || async {
+        let p = h.pods().get("ondel-1").await.ok()?;
+        (Some(&p.uid().unwrap()) != before.get(1) && is_ready(&p)).then_some(p)
+    })
+    .await
+    .expect("ondel-1 recreated");
+    assert_eq!(image(&back), "registry.local/app:2");
+    let untouched = h.pods().get("ondel-0").await.unwrap();
+    assert_eq!(untouched.uid().as_ref(), before.first());
+    assert_eq!(image(&untouched), "registry.local/app:1");
+}
