@@ -31,6 +31,8 @@ use super::{
 use crate::replicaset::retry_backoff;
 
 const COMPONENT: &str = "persistentvolume-controller";
+/// The provisioner name of classes whose volumes an administrator creates.
+const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 
 struct Context {
     client: kube::Client,
@@ -293,21 +295,22 @@ async fn sync_unbound_claim(ctx: &Context, pvc: &PersistentVolumeClaim) -> Resul
         bind(ctx, pv, pvc).await?;
         return Ok(Action::requeue(RESYNC));
     }
-    if waiting_for_consumer {
-        ctx.claim_event(
+    match unbound_claim_step(&class_name, class.as_ref(), waiting_for_consumer) {
+        ClaimStep::WaitForFirstConsumer => ctx.claim_event(
             pvc,
             EventType::Normal,
             "WaitForFirstConsumer",
             "waiting for first consumer to be created before binding".into(),
-        );
-        return Ok(Action::requeue(RESYNC));
-    }
-    match &class {
-        Some(c) if c.provisioner == PROVISIONER => provision(ctx, pvc, c, node).await?,
-        Some(c) if c.provisioner != "kubernetes.io/no-provisioner" => {
-            if annotation(&pvc.metadata, ANN_STORAGE_PROVISIONER) != Some(c.provisioner.as_str()) {
+        ),
+        ClaimStep::Provision => {
+            if let Some(c) = &class {
+                provision(ctx, pvc, c, node).await?;
+            }
+        }
+        ClaimStep::External(provisioner) => {
+            if annotation(&pvc.metadata, ANN_STORAGE_PROVISIONER) != Some(provisioner.as_str()) {
                 let patch =
-                    json!({"metadata": {"annotations": {ANN_STORAGE_PROVISIONER: c.provisioner}}});
+                    json!({"metadata": {"annotations": {ANN_STORAGE_PROVISIONER: provisioner}}});
                 Api::<PersistentVolumeClaim>::namespaced(
                     ctx.client.clone(),
                     pvc.metadata.namespace.as_deref().unwrap_or("default"),
@@ -324,24 +327,17 @@ async fn sync_unbound_claim(ctx: &Context, pvc: &PersistentVolumeClaim) -> Resul
                 EventType::Normal,
                 "ExternalProvisioning",
                 format!(
-                    "Waiting for a volume to be created either by the external provisioner '{}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.",
-                    c.provisioner
+                    "Waiting for a volume to be created either by the external provisioner '{provisioner}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered."
                 ),
             );
         }
-        Some(_) => ctx.claim_event(
+        ClaimStep::NoVolume => ctx.claim_event(
             pvc,
             EventType::Normal,
             "FailedBinding",
             "no persistent volumes available for this claim and no storage class is set".into(),
         ),
-        None if class_name.is_empty() => ctx.claim_event(
-            pvc,
-            EventType::Normal,
-            "FailedBinding",
-            "no persistent volumes available for this claim and no storage class is set".into(),
-        ),
-        None => ctx.claim_event(
+        ClaimStep::ClassNotFound => ctx.claim_event(
             pvc,
             EventType::Warning,
             "ProvisioningFailed",
@@ -349,6 +345,38 @@ async fn sync_unbound_claim(ctx: &Context, pvc: &PersistentVolumeClaim) -> Resul
         ),
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// What an unbound claim without a matching volume waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimStep {
+    /// Delayed binding and no pod scheduled yet.
+    WaitForFirstConsumer,
+    /// This controller's provisioner makes the volume.
+    Provision,
+    /// Another provisioner (named) is expected to.
+    External(String),
+    /// Nobody provisions: an administrator must create a volume.
+    NoVolume,
+    /// The class does not exist (volumes of that class name may still come).
+    ClassNotFound,
+}
+
+pub fn unbound_claim_step(
+    class_name: &str,
+    class: Option<&StorageClass>,
+    waiting_for_consumer: bool,
+) -> ClaimStep {
+    if waiting_for_consumer {
+        return ClaimStep::WaitForFirstConsumer;
+    }
+    match class {
+        Some(c) if c.provisioner == PROVISIONER => ClaimStep::Provision,
+        Some(c) if c.provisioner != NO_PROVISIONER => ClaimStep::External(c.provisioner.clone()),
+        Some(_) => ClaimStep::NoVolume,
+        None if class_name.is_empty() => ClaimStep::NoVolume,
+        None => ClaimStep::ClassNotFound,
+    }
 }
 
 /// Creates the claim's local-path volume; the volume's watch event brings the claim back
@@ -804,6 +832,36 @@ mod tests {
             .get_or_insert_with(BTreeMap::new)
             .insert(k.into(), v.into());
         pv
+    }
+
+    #[test]
+    fn what_an_unmatched_claim_waits_for() {
+        let local = local_path::default_class();
+        assert_eq!(
+            unbound_claim_step("local-path", Some(&local), true),
+            ClaimStep::WaitForFirstConsumer
+        );
+        assert_eq!(
+            unbound_claim_step("local-path", Some(&local), false),
+            ClaimStep::Provision
+        );
+        let mut csi = local.clone();
+        csi.provisioner = "ebs.csi.aws.com".into();
+        assert_eq!(
+            unbound_claim_step("gp3", Some(&csi), false),
+            ClaimStep::External("ebs.csi.aws.com".into())
+        );
+        let mut manual = local.clone();
+        manual.provisioner = NO_PROVISIONER.into();
+        assert_eq!(
+            unbound_claim_step("manual", Some(&manual), false),
+            ClaimStep::NoVolume
+        );
+        assert_eq!(unbound_claim_step("", None, false), ClaimStep::NoVolume);
+        assert_eq!(
+            unbound_claim_step("nope", None, false),
+            ClaimStep::ClassNotFound
+        );
     }
 
     #[test]
