@@ -110,10 +110,12 @@ impl ServerArgs {
         }
     }
 
-    /// A candidate for `kube-system/<lease>` with this server's timings, or None with
-    /// --leader-elect=false.
-    fn election(&self, lease: &str) -> Option<LeaderElectionConfig> {
+    /// A candidate for `kube-system/<lease>` with this server's timings and `identity`
+    /// (one per process, so `kubectl get lease` shows which server holds what), or None
+    /// with --leader-elect=false.
+    fn election(&self, lease: &str, identity: &str) -> Option<LeaderElectionConfig> {
         self.leader_elect.then(|| LeaderElectionConfig {
+            identity: identity.to_string(),
             lease_duration: self.leader_elect_lease_duration,
             renew_deadline: self.leader_elect_renew_deadline,
             retry_period: self.leader_elect_retry_period,
@@ -156,7 +158,9 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     let ipam = args.ipam();
     ipam.cidr_set()
         .map_err(|e| anyhow::anyhow!("--cluster-cidr/--node-cidr-mask-size: {e}"))?;
-    let elections = [SCHEDULER_LEASE, CONTROLLER_MANAGER_LEASE].map(|l| args.election(l));
+    let identity = leader_election::default_identity();
+    let elections =
+        [SCHEDULER_LEASE, CONTROLLER_MANAGER_LEASE].map(|l| args.election(l, &identity));
     for election in elections.iter().flatten() {
         election
             .validate()
@@ -539,9 +543,10 @@ mod tests {
     fn leader_election_is_on_by_default_and_configurable() {
         let w = Wrapper::try_parse_from(["server"]).unwrap();
         assert!(w.args.leader_elect);
-        let e = w.args.election(CONTROLLER_MANAGER_LEASE).unwrap();
+        let e = w.args.election(CONTROLLER_MANAGER_LEASE, "h_1").unwrap();
         assert_eq!(e.lease_namespace, "kube-system");
         assert_eq!(e.lease_name, "kube-controller-manager");
+        assert_eq!(e.identity, "h_1");
         assert_eq!(e.lease_duration, Duration::from_secs(15));
         assert_eq!(e.renew_deadline, Duration::from_secs(10));
         assert_eq!(e.retry_period, Duration::from_secs(2));
@@ -549,7 +554,7 @@ mod tests {
         assert_eq!(w.args.ipam().node_mask, 24);
 
         let w = Wrapper::try_parse_from(["server", "--leader-elect=false"]).unwrap();
-        assert!(w.args.election(SCHEDULER_LEASE).is_none());
+        assert!(w.args.election(SCHEDULER_LEASE, "h_1").is_none());
         let w = Wrapper::try_parse_from([
             "server",
             "--leader-elect",
@@ -560,7 +565,7 @@ mod tests {
             "--node-cidr-mask-size=26",
         ])
         .unwrap();
-        let e = w.args.election(SCHEDULER_LEASE).unwrap();
+        let e = w.args.election(SCHEDULER_LEASE, "h_1").unwrap();
         assert_eq!(e.lease_duration, Duration::from_secs(6));
         assert_eq!(e.retry_period, Duration::from_millis(500));
         assert!(e.validate().is_ok());
