@@ -281,6 +281,19 @@ async fn a_class_less_claim_gets_local_path_and_a_volume_on_its_pods_node() {
     let pv = h
         .volume_where(&pv_name, "volume Bound", |v| phase_of_volume(v) == "Bound")
         .await;
+    eventually("ProvisioningSucceeded event", || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?.items;
+            list.iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("ProvisioningSucceeded")
+                        && e.involved_object.name.as_deref() == Some("data")
+                })
+                .then_some(())
+        }
+    })
+    .await;
     assert_eq!(affinity_values(&pv), std::slice::from_ref(&node));
     let spec = pv.spec.as_ref().unwrap();
     let host_path = spec.host_path.as_ref().unwrap();
@@ -446,6 +459,36 @@ async fn static_volumes_bind_by_class_and_size_and_pin_their_pods() {
     for i in 0..3 {
         assert_eq!(h.scheduled_node(&format!("user-{i}")).await, pinned_to);
     }
+
+    // An Immediate local-path class provisions without waiting for a pod, on a Ready node.
+    h.create(
+        &Api::<StorageClass>::all(h.client.clone()),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+               "metadata": {"name": "local-now"},
+               "provisioner": "flotilla.io/local-path",
+               "volumeBindingMode": "Immediate",
+               "reclaimPolicy": "Retain"}),
+    )
+    .await;
+    h.create(&h.claims(), claim_json("now", Some("local-now"), "1Gi"))
+        .await;
+    let now = h
+        .claim_where("now", "Immediate claim Bound", |c| {
+            phase_of_claim(c) == "Bound"
+        })
+        .await;
+    let pv = h
+        .volumes()
+        .get(now.spec.as_ref().unwrap().volume_name.as_deref().unwrap())
+        .await
+        .unwrap();
+    let on = affinity_values(&pv);
+    assert_eq!(on.len(), 1);
+    assert!(on[0].starts_with("vol-static-"), "{on:?}");
+    assert!(
+        pv.finalizers().is_empty(),
+        "Retain: nothing for the node to clean"
+    );
 
     // Retain: the claim goes, the volume stays Released with its data.
     for i in 0..3 {
