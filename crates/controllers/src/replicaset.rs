@@ -9,14 +9,19 @@
 //!   sync; a failed batch stops the sync and sets the ReplicaFailure condition.
 //! - Scale-down deletes the least valuable pods first (see [`deletion_order`]).
 //!
-//! Every sync lists the namespace's pods from the API (a consistent read), so a sync always
-//! sees the pods earlier syncs created and no creation expectations are needed.
+//! Pods come from the controller's reflector cache (the watch it is triggered by), not from
+//! a list per sync: at a thousand replicas, listing the namespace on every pod status change
+//! dominated the controller's and the API server's time. A cache may lag the controller's
+//! own writes, so, as kube-controller-manager does, each sync that creates or deletes pods
+//! records expectations (the uids it created, the uids it deleted); until the cache shows
+//! them all (or [`EXPECTATIONS_TIMEOUT`] passes), syncs only report status and never act
+//! on the stale view, which would create or delete twice.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
@@ -24,10 +29,10 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ObjectMeta, OwnerReference, Time,
 };
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
 
@@ -40,6 +45,9 @@ const COMPONENT: &str = "replicaset-controller";
 const REPLICA_FAILURE: &str = "ReplicaFailure";
 /// A periodic resync, so that nothing is left waiting on a lost event.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How long unmet expectations hold a ReplicaSet's syncs back (kube-controller-manager's
+/// `ExpectationsTimeout`): a lost watch event must not wedge it for good.
+pub const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -65,6 +73,53 @@ struct Context {
     failures: Mutex<HashMap<ObjectRef<ReplicaSet>, u32>>,
     /// The controller's ReplicaSet cache: sibling ReplicaSets (same owner) for ranking.
     replica_sets: Store<ReplicaSet>,
+    /// The pod cache the syncs work from.
+    pods: Store<Pod>,
+    expectations: Arc<Mutex<HashMap<ObjectRef<ReplicaSet>, Expectations>>>,
+}
+
+/// What a ReplicaSet's last sync did that its pod cache has not shown yet
+/// (kube-controller-manager's UID-tracking `ControllerExpectations`).
+#[derive(Debug, Clone, Default)]
+pub struct Expectations {
+    /// The ReplicaSet they belong to: a new one of the same name starts afresh.
+    pub owner_uid: String,
+    /// Pods created and not yet seen.
+    pub creates: HashSet<String>,
+    /// Pods deleted and not yet seen terminating or gone.
+    pub deletes: HashSet<String>,
+    pub since: Option<Instant>,
+}
+
+impl Expectations {
+    /// A watch event for one of the owner's pods: `gone` for a deletion.
+    pub fn observe_event(&mut self, uid: &str, terminating_or_gone: bool) {
+        self.creates.remove(uid);
+        if terminating_or_gone {
+            self.deletes.remove(uid);
+        }
+    }
+
+    /// Settles against the whole cache (`uid` → terminating), which covers events missed
+    /// across a re-list: a created pod the cache holds was seen; a deleted pod it holds
+    /// terminating, or no longer holds, was too.
+    pub fn observe_cache(&mut self, cached: &HashMap<&str, bool>) {
+        self.creates
+            .retain(|uid| !cached.contains_key(uid.as_str()));
+        self.deletes.retain(|uid| {
+            cached
+                .get(uid.as_str())
+                .is_some_and(|terminating| !terminating)
+        });
+    }
+
+    /// Whether a sync may act on the cache: nothing pending, or pending too long.
+    pub fn satisfied(&self, now: Instant) -> bool {
+        (self.creates.is_empty() && self.deletes.is_empty())
+            || self
+                .since
+                .is_none_or(|t| now.saturating_duration_since(t) >= EXPECTATIONS_TIMEOUT)
+    }
 }
 
 /// Requests in flight at once when a sync creates or deletes many pods.
@@ -85,18 +140,33 @@ pub async fn run(
         watcher::Config::default(),
     );
     let store = controller.store();
+    let (pods, pods_writer) = reflector::store();
+    let expectations: Arc<Mutex<HashMap<ObjectRef<ReplicaSet>, Expectations>>> = Arc::default();
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
         failures: Mutex::new(HashMap::new()),
         replica_sets: store.clone(),
+        pods,
+        expectations: expectations.clone(),
     });
+    // The reflector updates the cache before an event goes on, so by the time an event
+    // triggers a sync, the cache and the expectations both reflect it.
+    let pod_events = reflector::reflector(
+        pods_writer,
+        watcher::watcher(Api::<Pod>::all(client), watcher::Config::default()),
+    )
+    .default_backoff()
+    .inspect(move |ev| {
+        if let Ok(ev) = ev {
+            observe_pod_event(&expectations, ev);
+        }
+    })
+    .touched_objects();
     controller
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default(),
-            move |pod: Pod| replica_sets_for_pod(&store, &pod),
-        )
+        .watches_stream(pod_events, move |pod: Pod| {
+            replica_sets_for_pod(&store, &pod)
+        })
         .graceful_shutdown_on(async move {
             let _ = stop_rx.await;
         })
@@ -108,6 +178,27 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+/// Marks what a watch event shows of the controller's own creations and deletions.
+fn observe_pod_event(
+    expectations: &Mutex<HashMap<ObjectRef<ReplicaSet>, Expectations>>,
+    ev: &watcher::Event<Pod>,
+) {
+    let (pod, deleted) = match ev {
+        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (p, false),
+        watcher::Event::Delete(p) => (p, true),
+        watcher::Event::Init | watcher::Event::InitDone => return,
+    };
+    let Some(owner) = controller_of(&pod.metadata).filter(|o| o.kind == "ReplicaSet") else {
+        return;
+    };
+    let key = ObjectRef::new(&owner.name).within(pod.metadata.namespace.as_deref().unwrap_or(""));
+    let mut all = expectations.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = all.get_mut(&key).filter(|e| e.owner_uid == owner.uid) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        e.observe_event(uid, deleted || pod.metadata.deletion_timestamp.is_some());
+    }
 }
 
 /// The ReplicaSets a pod's change concerns: its controller if it has one, else every
@@ -161,9 +252,53 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
         .clone()
         .ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let all = pods_api.list(&ListParams::default()).await?.items;
-    let active: Vec<Pod> = all.into_iter().filter(is_pod_active).collect();
+    let key = ObjectRef::from_obj(&*rs);
+    let rs_uid = rs.metadata.uid.clone().unwrap_or_default();
     let siblings = sibling_uids(&rs, &ctx.replica_sets.state());
+    let selector = rs.spec.as_ref().map(|s| &s.selector);
+    // One pass over the cache: settle the expectations, and keep (cloned) only the active
+    // pods this sync can concern: its own, its siblings', and orphans it may adopt.
+    let mut cached: HashMap<&str, bool> = HashMap::new();
+    let cache = ctx.pods.state();
+    let mut active: Vec<Pod> = Vec::new();
+    for pod in cache
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+    {
+        let owner = controller_of(&pod.metadata);
+        if owner.is_some_and(|o| o.uid == rs_uid) {
+            cached.insert(
+                pod.metadata.uid.as_deref().unwrap_or(""),
+                pod.metadata.deletion_timestamp.is_some(),
+            );
+        }
+        let relevant = match owner {
+            Some(o) => o.uid == rs_uid || siblings.contains(&o.uid),
+            None => selector.is_some_and(|s| selector_matches(s, pod.metadata.labels.as_ref())),
+        };
+        if relevant && is_pod_active(pod) {
+            active.push(Pod::clone(pod));
+        }
+    }
+    let may_act = {
+        let mut all = ctx.expectations.lock().unwrap_or_else(|p| p.into_inner());
+        match all.get_mut(&key) {
+            Some(e) if e.owner_uid == rs_uid => {
+                e.observe_cache(&cached);
+                let ok = e.satisfied(Instant::now());
+                if ok {
+                    all.remove(&key);
+                }
+                ok
+            }
+            Some(_) => {
+                all.remove(&key);
+                true
+            }
+            None => true,
+        }
+    };
+    drop(cached);
     let siblings_pods: Vec<Pod> = active
         .iter()
         .filter(|p| controller_of(&p.metadata).is_some_and(|r| siblings.contains(&r.uid)))
@@ -171,9 +306,23 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
         .collect();
     let owned = claim_pods(&ctx, &rs, &pods_api, active).await?;
 
-    let manage = if rs.metadata.deletion_timestamp.is_none() {
+    let manage = if rs.metadata.deletion_timestamp.is_none() && may_act {
         let related: Vec<&Pod> = owned.iter().chain(&siblings_pods).collect();
-        manage_replicas(&ctx, &rs, &pods_api, &owned, &related).await
+        let (done, result) = manage_replicas(&ctx, &rs, &pods_api, &owned, &related).await;
+        if !done.creates.is_empty() || !done.deletes.is_empty() {
+            ctx.expectations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    key.clone(),
+                    Expectations {
+                        owner_uid: rs_uid.clone(),
+                        since: Some(Instant::now()),
+                        ..done
+                    },
+                );
+        }
+        result
     } else {
         Ok(())
     };
@@ -374,14 +523,28 @@ pub fn controller_ref(rs: &ReplicaSet) -> OwnerReference {
     }
 }
 
-/// Creates or deletes pods towards `spec.replicas`. On failure, the ReplicaFailure
-/// reason (`FailedCreate`/`FailedDelete`) and the error message.
+/// Creates or deletes pods towards `spec.replicas`: the uids created and deleted (the
+/// expectations for the next sync), and on failure the ReplicaFailure reason
+/// (`FailedCreate`/`FailedDelete`) and the error message.
 async fn manage_replicas(
     ctx: &Context,
     rs: &ReplicaSet,
     pods_api: &Api<Pod>,
     owned: &[Pod],
     related: &[&Pod],
+) -> (Expectations, Result<(), (&'static str, String)>) {
+    let mut done = Expectations::default();
+    let result = manage_replicas_into(ctx, rs, pods_api, owned, related, &mut done).await;
+    (done, result)
+}
+
+async fn manage_replicas_into(
+    ctx: &Context,
+    rs: &ReplicaSet,
+    pods_api: &Api<Pod>,
+    owned: &[Pod],
+    related: &[&Pod],
+    done: &mut Expectations,
 ) -> Result<(), (&'static str, String)> {
     let want = desired_replicas(rs);
     if owned.len() < want {
@@ -399,12 +562,17 @@ async fn manage_replicas(
             let mut first_err = None;
             for r in results {
                 match r {
-                    Ok(created) => ctx.recorder.object_event(
-                        rs_reference(rs),
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", created.name_any()),
-                    ),
+                    Ok(created) => {
+                        if let Some(uid) = created.metadata.uid.clone() {
+                            done.creates.insert(uid);
+                        }
+                        ctx.recorder.object_event(
+                            rs_reference(rs),
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            format!("Created pod: {}", created.name_any()),
+                        )
+                    }
                     // Creating in a terminating namespace is no failure: nothing more to do.
                     Err(e) if is_namespace_terminating(&e) => {}
                     Err(e) => {
@@ -426,30 +594,35 @@ async fn manage_replicas(
     } else if owned.len() > want {
         let count = (owned.len() - want).min(BURST_REPLICAS);
         let now = jiff::Timestamp::now();
-        let victims: Vec<String> = deletion_order(owned, related, now)
+        let victims: Vec<(String, String)> = deletion_order(owned, related, now)
             .into_iter()
             .take(count)
-            .map(|i| owned[i].name_any())
+            .map(|i| (owned[i].name_any(), owned[i].uid().unwrap_or_default()))
             .collect();
-        let results: Vec<_> = futures::stream::iter(victims.into_iter().map(|name| {
+        let results: Vec<_> = futures::stream::iter(victims.into_iter().map(|(name, uid)| {
             let api = pods_api.clone();
             async move {
                 let r = api.delete(&name, &DeleteParams::default()).await;
-                (name, ignore_not_found(r))
+                (name, uid, ignore_not_found(r))
             }
         }))
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
         let mut first_err = None;
-        for (name, r) in results {
+        for (name, uid, r) in results {
             match r {
-                Ok(_) => ctx.recorder.object_event(
-                    rs_reference(rs),
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
+                Ok(deleted) => {
+                    if deleted.is_some() {
+                        done.deletes.insert(uid);
+                    }
+                    ctx.recorder.object_event(
+                        rs_reference(rs),
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {name}"),
+                    )
+                }
                 Err(e) => {
                     let msg = e.to_string();
                     ctx.recorder.object_event(
@@ -919,6 +1092,49 @@ mod tests {
         ));
         let other = labels(&[("app", "api"), ("env", "prod")]);
         assert!(!selector_matches(&sel(vec![]), Some(&other)));
+    }
+
+    #[test]
+    fn expectations_hold_syncs_back_until_the_cache_shows_the_writes() {
+        let t0 = Instant::now();
+        let mut e = Expectations {
+            owner_uid: "rs-uid".into(),
+            creates: ["c1", "c2"].map(String::from).into(),
+            deletes: ["d1", "d2", "d3"].map(String::from).into(),
+            since: Some(t0),
+        };
+        assert!(!e.satisfied(t0));
+        // c1 seen by an event; d1's deletion seen as terminating.
+        e.observe_event("c1", false);
+        e.observe_event("d1", true);
+        // An update of a pod being deleted but not yet terminating does not count.
+        e.observe_event("d2", false);
+        assert!(e.deletes.contains("d2"));
+        // The cache holds c2 and d2 (terminating now); d3 is already gone from it.
+        let cached: HashMap<&str, bool> = [("c2", false), ("d2", true)].into();
+        e.observe_cache(&cached);
+        assert!(e.creates.is_empty() && e.deletes.is_empty());
+        assert!(e.satisfied(t0));
+    }
+
+    #[test]
+    fn a_created_pod_deleted_before_the_sync_is_still_seen_and_stale_ones_expire() {
+        let t0 = Instant::now();
+        let mut e = Expectations {
+            owner_uid: "rs-uid".into(),
+            creates: ["c1"].map(String::from).into(),
+            deletes: ["d1"].map(String::from).into(),
+            since: Some(t0),
+        };
+        // The cache still holds d1 running; c1 was added and deleted in between.
+        e.observe_event("c1", true);
+        let cached: HashMap<&str, bool> = [("d1", false)].into();
+        e.observe_cache(&cached);
+        assert!(e.creates.is_empty());
+        assert_eq!(e.deletes.len(), 1);
+        assert!(!e.satisfied(t0 + Duration::from_secs(299)));
+        // A lost event must not wedge the ReplicaSet.
+        assert!(e.satisfied(t0 + EXPECTATIONS_TIMEOUT));
     }
 
     #[test]

@@ -3,17 +3,20 @@
 //! 3 s, default toleration 2 s) running in process. One node's heartbeat stops: it turns
 //! Ready=Unknown with the unreachable taints, its pods are marked not ready and evicted
 //! after their toleration, a pod with a long toleration stays, and once the node reports
-//! again the taints go.
+//! again (the simulated kubelet posts Ready=True itself) the taints go and its pods are
+//! caught up on. A Deployment spread over three nodes loses one: its pods are evicted and
+//! replaced on the other two.
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
 use support::{Server, ServerOptions};
@@ -410,8 +413,8 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
     assert_eq!(condition(&n1_node, "Ready").unwrap().status, "True");
     assert!(n1_node.spec.unwrap().taints.unwrap_or_default().is_empty());
 
-    // The heartbeat resumes and the kubelet posts Ready again (simulated nodes renew only
-    // their Lease, so the test posts the status a kubelet would): the taints go.
+    // The heartbeat resumes: the simulated kubelet posts Ready=True again by itself (the
+    // controller had written Unknown), so the taints go.
     nodes
         .patch(
             &n0,
@@ -420,26 +423,32 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
         )
         .await
         .unwrap();
-    let now = Time(Timestamp::now());
-    let mut conditions: Vec<Value> = Vec::new();
+    let posted = eventually(20, "node 0 posts Ready=True again", || {
+        let nodes = nodes.clone();
+        let n0 = n0.clone();
+        async move {
+            let n = nodes.get(&n0).await.unwrap();
+            (condition(&n, "Ready").unwrap().status == "True").then_some(n)
+        }
+    })
+    .await;
     for (type_, status, reason) in [
         ("Ready", "True", "KubeletReady"),
         ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
         ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
         ("PIDPressure", "False", "KubeletHasSufficientPID"),
     ] {
-        conditions.push(json!({"type": type_, "status": status, "reason": reason,
-            "message": "simulated node: recovered", "lastHeartbeatTime": now,
-            "lastTransitionTime": now}));
+        let c = condition(&posted, type_).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            (status, Some(reason))
+        );
+        // A transition, posted after the controller's Unknown.
+        assert!(
+            c.last_transition_time.as_ref().unwrap().0 > tainted_at,
+            "{type_}"
+        );
     }
-    nodes
-        .patch_status(
-            &n0,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": conditions}})),
-        )
-        .await
-        .unwrap();
     eventually(20, "node 0's taints are removed", || {
         let nodes = nodes.clone();
         let n0 = n0.clone();
@@ -470,6 +479,151 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_it_recovers() {
         .metadata
         .deletion_timestamp
         .is_none());
+    // Back, the node catches up on its pods: the evicted ones finish terminating, the one
+    // that tolerated the outage is Ready again.
+    eventually(
+        20,
+        "the evicted pods are gone and nlc-long is Ready",
+        || {
+            let pods = pods.clone();
+            async move {
+                for name in ["nlc-short", "nlc-scheduled"] {
+                    if pods.get_opt(name).await.unwrap().is_some() {
+                        return None;
+                    }
+                }
+                let long = pods.get("nlc-long").await.unwrap();
+                (pod_condition(&long, "Ready").as_deref() == Some("True")).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_nodes_deployment_pods_are_rescheduled_onto_the_other_nodes() {
+    let prefix = "nlc-deploy-node";
+    let cluster = Cluster::start(prefix, 3).await;
+    let client = cluster.client.clone();
+    // The workload controllers, in process beside the node lifecycle controller.
+    tokio::spawn(controllers::replicaset::run(
+        client.clone(),
+        futures::future::pending(),
+    ));
+    tokio::spawn(controllers::deployment::run(
+        client.clone(),
+        futures::future::pending(),
+    ));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let app = "nlc-deploy";
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": app, "namespace": NS},
+        "spec": {
+            "replicas": 6,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app}},
+                "spec": {
+                    "containers": [{"name": "c", "image": "registry.invalid/app:1"}],
+                    "topologySpreadConstraints": [{"maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": {"app": app}}}],
+                    "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                        "effect": "NoExecute", "tolerationSeconds": 2}],
+                },
+            },
+        },
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let available = |want: i32| {
+        let deployments = deployments.clone();
+        move || {
+            let deployments = deployments.clone();
+            async move {
+                let d = deployments.get(app).await.unwrap();
+                let s = d.status?;
+                (s.available_replicas == Some(want)
+                    && s.updated_replicas == Some(want)
+                    && s.replicas == Some(want)
+                    && s.observed_generation == d.metadata.generation)
+                    .then_some(())
+            }
+        }
+    };
+    eventually(30, "the Deployment is available", available(6)).await;
+    let selector = ListParams::default().labels(&format!("app={app}"));
+    let before = pods.list(&selector).await.unwrap().items;
+    let on = |p: &Pod| p.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let silent = node(prefix, 0);
+    let victims: Vec<String> = before
+        .iter()
+        .filter(|p| on(p) == silent)
+        .map(|p| p.metadata.uid.clone().unwrap())
+        .collect();
+    for i in 0..3 {
+        assert!(
+            before.iter().any(|p| on(p) == node(prefix, i)),
+            "the Deployment is spread over the three nodes: {:?}",
+            before.iter().map(on).collect::<Vec<_>>()
+        );
+    }
+
+    cluster.set_heartbeat(&silent, true).await;
+    // Its pods are evicted after their 2 s toleration, and replacements run elsewhere: the
+    // Deployment is back to six available replicas, none of them on the silent node.
+    let after = eventually(60, "the Deployment recovers on the other nodes", || {
+        let pods = pods.clone();
+        let selector = selector.clone();
+        let victims = victims.clone();
+        let silent = silent.clone();
+        let check = available(6);
+        async move {
+            let items = pods.list(&selector).await.unwrap().items;
+            let active: Vec<Pod> = items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .cloned()
+                .collect();
+            let evicted = items.iter().filter(|p| {
+                victims.contains(p.metadata.uid.as_ref().unwrap())
+                    && p.metadata.deletion_timestamp.is_some()
+            });
+            let all_evicted = evicted.count() == victims.len();
+            let moved = active.len() == 6 && active.iter().all(|p| on(p) != silent);
+            (all_evicted && moved).then_some(())?;
+            check().await?;
+            Some(items)
+        }
+    })
+    .await;
+    for p in after
+        .iter()
+        .filter(|p| victims.contains(p.metadata.uid.as_ref().unwrap()))
+    {
+        assert_eq!(
+            pod_condition(p, "DisruptionTarget").as_deref(),
+            Some("True")
+        );
+    }
+    let replacements = after
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| !before.iter().any(|b| b.metadata.uid == p.metadata.uid))
+        .count();
+    assert_eq!(replacements, victims.len());
+    let silent_node = cluster.nodes.get(&silent).await.unwrap();
+    assert_eq!(condition(&silent_node, "Ready").unwrap().status, "Unknown");
+}
+
+fn node(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,9 @@
 //! A node's heartbeat stops on command: annotate it `flotilla.io/heartbeat=stopped`
 //! (`kubectl annotate node sim-3 flotilla.io/heartbeat=stopped`); removing the annotation
 //! resumes it. A stopped node also stops reporting its pods, like a machine that went away.
+//! A resumed node acts as a kubelet coming back does: it posts its node status again when
+//! the node lifecycle controller had marked it Unknown (Ready=True, no pressure), and
+//! catches up on its pods (see [`pods`]).
 
 mod pods;
 
@@ -19,7 +22,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 
@@ -89,14 +92,6 @@ pub fn simulated_node(config: &SimulatedConfig, index: usize) -> Node {
         ("topology.kubernetes.io/zone".to_string(), zone),
         (LABEL_SIMULATED.to_string(), "true".to_string()),
     ]);
-    let condition = |type_: &str, status: &str, reason: &str| NodeCondition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: Some(reason.into()),
-        message: Some(format!("simulated node: {reason}")),
-        last_heartbeat_time: Some(now.clone()),
-        last_transition_time: Some(now.clone()),
-    };
     Node {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -115,12 +110,7 @@ pub fn simulated_node(config: &SimulatedConfig, index: usize) -> Node {
                 type_: "Hostname".into(),
                 address: name,
             }]),
-            conditions: Some(vec![
-                condition("Ready", "True", "KubeletReady"),
-                condition("MemoryPressure", "False", "KubeletHasSufficientMemory"),
-                condition("DiskPressure", "False", "KubeletHasNoDiskPressure"),
-                condition("PIDPressure", "False", "KubeletHasSufficientPID"),
-            ]),
+            conditions: Some(healthy_conditions(&[], now.0)),
             node_info: Some(NodeSystemInfo {
                 architecture: "amd64".into(),
                 operating_system: "linux".into(),
@@ -132,6 +122,46 @@ pub fn simulated_node(config: &SimulatedConfig, index: usize) -> Node {
             ..Default::default()
         }),
     }
+}
+
+/// The conditions a healthy simulated node posts: Ready, no pressure. Each keeps its
+/// transition time from `prev` unless its status changes, as the kubelet's do.
+pub fn healthy_conditions(prev: &[NodeCondition], now: jiff::Timestamp) -> Vec<NodeCondition> {
+    [
+        ("Ready", "True", "KubeletReady"),
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+        ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID"),
+    ]
+    .into_iter()
+    .map(|(type_, status, reason)| {
+        let transition = prev
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        NodeCondition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            message: Some(format!("simulated node: {reason}")),
+            last_heartbeat_time: Some(Time(now)),
+            last_transition_time: Some(transition),
+        }
+    })
+    .collect()
+}
+
+/// Whether a running node must post its status: its Ready condition is Unknown, which
+/// only the node lifecycle controller writes ("Kubelet stopped posting node status"). A
+/// kubelet that is posting again replaces it with its own view; a Ready=False that a
+/// kubelet (or a test acting as one) posted stays.
+pub fn needs_status_post(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "Unknown")
 }
 
 /// Registers the nodes and runs them until `shutdown` resolves.
@@ -173,9 +203,11 @@ pub async fn run(
             .map(|i| (format!("{}-{i}", config.name_prefix), i))
             .collect(),
     );
+    let (resumed_tx, resumed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let heartbeats = heartbeat_loop(client.clone(), &config, uids, stopped.clone());
-    let watch_stops = watch_heartbeat_annotations(client.clone(), stopped.clone(), names.clone());
-    let pods = pods::run(client, names, stopped, config.concurrency);
+    let watch_stops =
+        watch_heartbeat_annotations(client.clone(), stopped.clone(), names.clone(), resumed_tx);
+    let pods = pods::run(client, names, stopped, resumed_rx, config.concurrency);
     tokio::select! {
         _ = shutdown => Ok(()),
         r = heartbeats => r,
@@ -213,13 +245,19 @@ async fn heartbeat_loop(
     }
 }
 
+/// Follows the heartbeat annotations, tells the pod task which nodes resumed, and posts
+/// the status of running nodes the node lifecycle controller marked Unknown.
 async fn watch_heartbeat_annotations(
     client: kube::Client,
     stopped: Arc<Mutex<HashSet<String>>>,
     names: Arc<HashMap<String, usize>>,
+    resumed: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<(), SimError> {
+    let nodes: Api<Node> = Api::all(client);
+    // Nodes whose status post is in flight: one at a time per node.
+    let posting: Arc<Mutex<HashSet<String>>> = Arc::default();
     let cfg = watcher::Config::default().labels(&format!("{LABEL_SIMULATED}=true"));
-    let mut stream = watcher::watcher(Api::<Node>::all(client), cfg)
+    let mut stream = watcher::watcher(nodes.clone(), cfg)
         .default_backoff()
         .boxed();
     while let Some(ev) = stream.try_next().await.transpose() {
@@ -249,7 +287,31 @@ async fn watch_heartbeat_annotations(
             };
             if changed {
                 tracing::info!(node = %name, stopped = stop, "simulated heartbeat toggled");
+                if !stop {
+                    let _ = resumed.send(name.clone());
+                }
             }
+        }
+        if !stop
+            && needs_status_post(&node)
+            && posting.lock().is_ok_and(|mut p| p.insert(name.clone()))
+        {
+            let (nodes, posting) = (nodes.clone(), posting.clone());
+            let prev = node.status.and_then(|s| s.conditions).unwrap_or_default();
+            tokio::spawn(async move {
+                let conditions = healthy_conditions(&prev, jiff::Timestamp::now());
+                let patch = serde_json::json!({"status": {"conditions": conditions}});
+                match nodes
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => tracing::info!(node = %name, "simulated node posted Ready again"),
+                    Err(e) => tracing::debug!(node = %name, error = %e, "posting node status"),
+                }
+                if let Ok(mut p) = posting.lock() {
+                    p.remove(&name);
+                }
+            });
         }
     }
     Err(SimError::WatchEnded)
@@ -277,5 +339,51 @@ mod tests {
             .unwrap()
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True"));
+    }
+
+    fn cond(type_: &str, status: &str, at: jiff::Timestamp) -> NodeCondition {
+        NodeCondition {
+            type_: type_.into(),
+            status: status.into(),
+            last_transition_time: Some(Time(at)),
+            last_heartbeat_time: Some(Time(at)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recovery_posts_ready_with_a_new_transition_only_where_status_changed() {
+        let then: jiff::Timestamp = "2026-11-28T10:00:00Z".parse().unwrap();
+        let now: jiff::Timestamp = "2026-11-28T10:05:00Z".parse().unwrap();
+        let prev = vec![
+            cond("Ready", "Unknown", then),
+            cond("MemoryPressure", "False", then),
+        ];
+        let out = healthy_conditions(&prev, now);
+        let get = |t: &str| out.iter().find(|c| c.type_ == t).unwrap();
+        assert_eq!(get("Ready").status, "True");
+        assert_eq!(get("Ready").reason.as_deref(), Some("KubeletReady"));
+        assert_eq!(get("Ready").last_transition_time, Some(Time(now)));
+        assert_eq!(get("MemoryPressure").last_transition_time, Some(Time(then)));
+        assert_eq!(get("DiskPressure").last_transition_time, Some(Time(now)));
+        assert!(out.iter().all(|c| c.last_heartbeat_time == Some(Time(now))));
+        assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn only_an_unknown_ready_calls_for_a_status_post() {
+        let at = jiff::Timestamp::now();
+        let node = |status: &str| Node {
+            status: Some(NodeStatus {
+                conditions: Some(vec![cond("Ready", status, at)]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(needs_status_post(&node("Unknown")));
+        // A kubelet's own NotReady stands.
+        assert!(!needs_status_post(&node("False")));
+        assert!(!needs_status_post(&node("True")));
+        assert!(!needs_status_post(&Node::default()));
     }
 }

@@ -1,5 +1,6 @@
 //! The pods of simulated nodes: reported Running and Ready with an IP from the node's CIDR
 //! as soon as they are bound; removed (the kubelet's final delete) once they are deleted.
+//! A stopped node ignores its pods until it resumes, then catches up.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -28,10 +29,106 @@ enum Work {
     Remove(Box<Pod>),
 }
 
+/// What the pod watch knows: pod IP counters per node, the pods already reported started
+/// (so a resync does not report them twice), and the last state of the pods of stopped
+/// nodes, which a resumed node catches up on.
+struct Pods {
+    names: Arc<HashMap<String, usize>>,
+    stopped: Arc<Mutex<HashSet<String>>>,
+    next_ip: HashMap<String, u32>,
+    started: HashSet<String>,
+    /// node → uid → the pod as last seen while the node was stopped.
+    deferred: HashMap<String, HashMap<String, Pod>>,
+}
+
+impl Pods {
+    fn node_of<'p>(&self, pod: &'p Pod) -> Option<(&'p str, usize)> {
+        let node = pod.spec.as_ref()?.node_name.as_deref()?;
+        Some((node, *self.names.get(node)?))
+    }
+
+    fn on_apply(&mut self, pod: Pod, tx: &mpsc::UnboundedSender<Work>) {
+        let Some((node, index)) = self.node_of(&pod) else {
+            return;
+        };
+        let node = node.to_string();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if self.stopped.lock().is_ok_and(|s| s.contains(&node)) {
+            self.deferred.entry(node).or_default().insert(uid, pod);
+            return;
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            let _ = tx.send(Work::Remove(Box::new(pod)));
+            return;
+        }
+        let running = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Running");
+        if running || !self.started.insert(uid) {
+            return;
+        }
+        let n = self.next_ip.entry(node).or_default();
+        *n += 1;
+        let ip = pod_ip(index, *n);
+        let _ = tx.send(Work::Start {
+            pod: Box::new(pod),
+            ip,
+        });
+    }
+
+    fn on_delete(&mut self, pod: &Pod) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        self.started.remove(uid);
+        if let Some((node, _)) = self.node_of(pod) {
+            if let Some(d) = self.deferred.get_mut(node) {
+                d.remove(uid);
+            }
+        }
+    }
+
+    /// A node's heartbeat resumed: act on what happened to its pods meanwhile, as a
+    /// kubelet coming back does. Pods the node lifecycle controller marked not ready while
+    /// the node was silent are reported Ready again (the kubelet's status manager
+    /// reconciles the API's pod status with the containers it runs).
+    fn on_resume(&mut self, node: &str, tx: &mpsc::UnboundedSender<Work>) {
+        let Some(pods) = self.deferred.remove(node) else {
+            return;
+        };
+        for (uid, pod) in pods {
+            if needs_ready_again(&pod) && self.started.contains(&uid) {
+                let ip = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.clone())
+                    .unwrap_or_default();
+                let _ = tx.send(Work::Start {
+                    pod: Box::new(pod),
+                    ip,
+                });
+            } else {
+                self.on_apply(pod, tx);
+            }
+        }
+    }
+}
+
+/// A running, not terminating pod whose Ready condition is not True.
+fn needs_ready_again(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    pod.metadata.deletion_timestamp.is_none()
+        && status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && !status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 pub async fn run(
     client: kube::Client,
     names: Arc<HashMap<String, usize>>,
     stopped: Arc<Mutex<HashSet<String>>>,
+    mut resumed: mpsc::UnboundedReceiver<String>,
     concurrency: usize,
 ) -> Result<(), SimError> {
     let (tx, rx) = mpsc::unbounded_channel::<Work>();
@@ -45,55 +142,30 @@ pub async fn run(
             },
         )
     };
-    // Pod IP counters per node; started pods so a resync does not report them twice.
-    let mut next_ip: HashMap<String, u32> = HashMap::new();
-    let mut started: HashSet<String> = HashSet::new();
+    let mut state = Pods {
+        names,
+        stopped,
+        next_ip: HashMap::new(),
+        started: HashSet::new(),
+        deferred: HashMap::new(),
+    };
     let watch = async {
         let mut stream = watcher::watcher(Api::<Pod>::all(client), watcher::Config::default())
             .default_backoff()
             .boxed();
-        while let Some(ev) = stream.try_next().await.transpose() {
-            let pod = match ev {
-                Ok(Event::Apply(p)) | Ok(Event::InitApply(p)) => p,
-                Ok(Event::Delete(p)) => {
-                    started.remove(p.metadata.uid.as_deref().unwrap_or(""));
-                    continue;
-                }
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::debug!(error = %e, "simulated pod watch");
-                    continue;
-                }
-            };
-            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
-                continue;
-            };
-            let Some(&index) = names.get(&node) else {
-                continue;
-            };
-            if stopped.lock().is_ok_and(|s| s.contains(&node)) {
-                continue;
+        loop {
+            tokio::select! {
+                ev = stream.try_next() => match ev {
+                    Ok(Some(Event::Apply(p))) | Ok(Some(Event::InitApply(p))) => {
+                        state.on_apply(p, &tx)
+                    }
+                    Ok(Some(Event::Delete(p))) => state.on_delete(&p),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => tracing::debug!(error = %e, "simulated pod watch"),
+                },
+                Some(node) = resumed.recv() => state.on_resume(&node, &tx),
             }
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            if pod.metadata.deletion_timestamp.is_some() {
-                let _ = tx.send(Work::Remove(Box::new(pod)));
-                continue;
-            }
-            let running = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.as_deref())
-                .is_some_and(|p| p == "Running");
-            if running || !started.insert(uid) {
-                continue;
-            }
-            let n = next_ip.entry(node).or_default();
-            *n += 1;
-            let ip = pod_ip(index, *n);
-            let _ = tx.send(Work::Start {
-                pod: Box::new(pod),
-                ip,
-            });
         }
         Err::<(), _>(SimError::WatchEnded)
     };
@@ -174,5 +246,23 @@ mod tests {
         assert_eq!(node_cidr(257), "10.65.1.0/24");
         assert_eq!(pod_ip(257, 1), "10.65.1.3");
         assert_eq!(pod_ip(257, 500), "10.65.1.2");
+    }
+
+    fn pod(phase: &str, ready: &str, terminating: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "deletionTimestamp":
+                terminating.then_some("2026-11-28T10:00:00Z")},
+            "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_resumed_node_re_readies_only_its_running_pods_marked_not_ready() {
+        assert!(needs_ready_again(&pod("Running", "False", false)));
+        assert!(!needs_ready_again(&pod("Running", "True", false)));
+        assert!(!needs_ready_again(&pod("Running", "False", true)));
+        assert!(!needs_ready_again(&pod("Succeeded", "False", false)));
+        assert!(!needs_ready_again(&pod("Pending", "False", false)));
     }
 }
