@@ -18,8 +18,7 @@
 //!   Job with Background propagation.
 //!
 //! Every sync lists the Job's pods from the API, as the ReplicaSet controller does, so it
-//! never acts on a stale view of its own creations. Orphans matching the selector are not
-//! adopted: the API server generates a selector on the Job's uid, which no orphan carries.
+//! never acts on a stale view of its own creations; matching orphans are adopted.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -414,9 +413,15 @@ pub fn active_deadline(job: &Job) -> Option<jiff::Timestamp> {
         .ok()
 }
 
-/// When a finished pod finished: its last container's end, else its deletion, else its
-/// creation.
+/// When a finished pod finished: its last container's end, else, for a pod being deleted,
+/// when the deletion was asked for (the deletion timestamp less the grace period, as
+/// upstream), else its creation.
 fn finish_time(pod: &Pod) -> Option<jiff::Timestamp> {
+    let deleted_at = pod.metadata.deletion_timestamp.as_ref().map(|t| {
+        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+        t.0.checked_sub(jiff::SignedDuration::from_secs(grace))
+            .unwrap_or(t.0)
+    });
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
@@ -425,7 +430,7 @@ fn finish_time(pod: &Pod) -> Option<jiff::Timestamp> {
         .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
         .map(|t| t.0)
         .max()
-        .or_else(|| pod.metadata.deletion_timestamp.as_ref().map(|t| t.0))
+        .or(deleted_at)
         .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
@@ -671,7 +676,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         .ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let pods = list_job_pods(&job, &pods_api).await?;
+    let pods = list_job_pods(&job, &pods_api, &jobs_api).await?;
 
     // A Job on its way out counts nothing more; its pods must not stay pinned by our finalizer.
     if job.metadata.deletion_timestamp.is_some() || finished_condition(&job).is_some() {
@@ -921,7 +926,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     Ok(Action::requeue(requeue))
 }
 
-async fn list_job_pods(job: &Job, api: &Api<Pod>) -> Result<Vec<Pod>, Error> {
+/// The Job's pods: those it controls that match its selector, plus matching orphans it
+/// adopts (upstream's ClaimPods; adoption adds the tracking finalizer too).
+async fn list_job_pods(job: &Job, api: &Api<Pod>, jobs_api: &Api<Job>) -> Result<Vec<Pod>, Error> {
     let selector = job
         .spec
         .as_ref()
@@ -940,14 +947,63 @@ async fn list_job_pods(job: &Job, api: &Api<Pod>) -> Result<Vec<Pod>, Error> {
         ListParams::default().labels(&labels)
     };
     let uid = job.metadata.uid.as_deref();
-    Ok(api
-        .list(&lp)
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| controller_of(&p.metadata).is_some_and(|o| Some(o.uid.as_str()) == uid))
-        .filter(|p| selector_matches(&selector, p.metadata.labels.as_ref()))
-        .collect())
+    let mut owned = Vec::new();
+    let mut can_adopt = None;
+    for p in api.list(&lp).await?.items {
+        if !selector_matches(&selector, p.metadata.labels.as_ref()) {
+            continue;
+        }
+        if controller_of(&p.metadata).is_some_and(|o| Some(o.uid.as_str()) == uid) {
+            owned.push(p);
+            continue;
+        }
+        if !adoptable(job, &p) {
+            continue;
+        }
+        if can_adopt.is_none() {
+            // A fresh read: never adopt for a Job that is gone or going.
+            let fresh = jobs_api.get_opt(&job.name_any()).await?;
+            can_adopt = Some(fresh.is_some_and(|f| {
+                f.metadata.uid.as_deref() == uid && f.metadata.deletion_timestamp.is_none()
+            }));
+        }
+        if can_adopt != Some(true) {
+            continue;
+        }
+        let mut refs = p.metadata.owner_references.clone().unwrap_or_default();
+        refs.push(controller_ref(job));
+        let mut finalizers = p.metadata.finalizers.clone().unwrap_or_default();
+        if !finalizers.iter().any(|f| f == TRACKING_FINALIZER) {
+            finalizers.push(TRACKING_FINALIZER.into());
+        }
+        let patch = json!({"metadata": {
+            "resourceVersion": p.metadata.resource_version,
+            "ownerReferences": refs,
+            "finalizers": finalizers,
+        }});
+        match api
+            .patch(
+                &p.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(adopted) => owned.push(adopted),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(owned)
+}
+
+/// An orphan (no controller) of the Job's namespace, not being deleted: an unfinished Job
+/// may adopt it when its selector matches.
+pub fn adoptable(job: &Job, pod: &Pod) -> bool {
+    finished_condition(job).is_none()
+        && controller_of(&pod.metadata).is_none()
+        && pod.metadata.deletion_timestamp.is_none()
+        && pod.metadata.namespace == job.metadata.namespace
 }
 
 /// Counts finished pods through the tracking finalizer, in upstream's order: record the
@@ -1421,6 +1477,33 @@ mod tests {
         assert_eq!(pod_backoff(6), Duration::from_secs(320));
         assert_eq!(pod_backoff(7), Duration::from_secs(360));
         assert_eq!(pod_backoff(40), Duration::from_secs(360));
+    }
+
+    #[test]
+    fn only_live_orphans_of_the_namespace_are_adopted() {
+        let j = job(Some(1), 1);
+        let mut p = pod("Running", None, None);
+        p.metadata.namespace = Some("default".into());
+        assert!(adoptable(&j, &p));
+        p.metadata.namespace = Some("other".into());
+        assert!(!adoptable(&j, &p));
+        p.metadata.namespace = Some("default".into());
+        p.metadata.owner_references = Some(vec![OwnerReference {
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        assert!(!adoptable(&j, &p));
+        p.metadata.owner_references = None;
+        p.metadata.deletion_timestamp = Some(Time(ts("2026-01-01T00:00:00Z")));
+        assert!(!adoptable(&j, &p));
+    }
+
+    #[test]
+    fn a_deleted_pod_finished_when_its_deletion_was_asked_for() {
+        let mut p = pod("Running", None, None);
+        p.metadata.deletion_timestamp = Some(Time(ts("2026-01-01T00:00:40Z")));
+        p.metadata.deletion_grace_period_seconds = Some(30);
+        assert_eq!(finish_time(&p), Some(ts("2026-01-01T00:00:10Z")));
     }
 
     #[test]

@@ -632,3 +632,63 @@ async fn cronjob_replace_policy_and_history_limit_with_a_moved_clock() {
     let st = cronjobs.get("hourly").await.unwrap().status.unwrap();
     assert!(st.last_successful_time.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_a_manual_selector_adopts_a_matching_orphan() {
+    let h = Harness::start("jobadopt").await;
+    let orphan: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "stray", "labels": {"app": "adopt-me"}},
+        "spec": {"restartPolicy": "Never",
+            "containers": [{"name": "work", "image": "busybox"}]},
+    }))
+    .unwrap();
+    let orphan = h
+        .pods()
+        .create(&PostParams::default(), &orphan)
+        .await
+        .unwrap();
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "adopter"},
+        "spec": {"completions": 1, "parallelism": 1, "manualSelector": true,
+            "selector": {"matchLabels": {"app": "adopt-me"}},
+            "template": {"metadata": {"labels": {"app": "adopt-me"}},
+                "spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "work", "image": "busybox"}]}}},
+    }))
+    .unwrap();
+    let job = h.jobs().create(&PostParams::default(), &job).await.unwrap();
+
+    let adopted = testkit::wait_for_async(DEADLINE, || async {
+        let p = h.pods().get("stray").await.unwrap();
+        let ours = p
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == job.metadata.uid.as_ref());
+        (ours && phase(&p) == Some("Running")).then_some(p)
+    })
+    .await
+    .expect("the orphan is adopted");
+    assert_eq!(adopted.uid(), orphan.uid());
+    assert!(adopted.finalizers().iter().any(|f| f == TRACKING_FINALIZER));
+    h.job_until("adopter", "the adopted pod counts as active", |j| {
+        counts(j).0 == 1
+    })
+    .await;
+    h.finish(&adopted, true).await;
+    let done = h
+        .job_until("adopter", "Complete", |j| {
+            condition(j, "Complete").is_some()
+        })
+        .await;
+    assert_eq!(counts(&done), (0, 1, 0));
+    // The adopted pod was enough: no other pod was made.
+    let all = h
+        .pods()
+        .list(&ListParams::default().labels("app=adopt-me"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 1);
+}
