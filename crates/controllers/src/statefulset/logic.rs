@@ -637,7 +637,12 @@ pub fn plan(
     for (i, slot) in slots.iter_mut().enumerate() {
         let ordinal = start + i as i32;
         let name = pod_name(&set_name, ordinal);
-        if let Some(Slot::Live(pod)) = slot {
+        // Once deleted, a finished pod is only waited for: deleting it again would only
+        // repeat the event.
+        if let Some(Slot::Live(pod)) = slot
+            .as_ref()
+            .filter(|s| !matches!(s, Slot::Live(p) if is_terminating(p)))
+        {
             let reason = match phase(pod) {
                 Some("Failed") => Some(DeleteReason::Failed),
                 Some("Succeeded") => Some(DeleteReason::Succeeded),

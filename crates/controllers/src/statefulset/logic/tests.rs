@@ -446,6 +446,11 @@ fn failed_pods_are_recreated_under_the_same_name() {
         summary(&plan_of(&s, &pods)),
         ["delete web-0 (Succeeded)", "create web-0@web-new"]
     );
+    // Already being deleted: waited for, not deleted again.
+    let pods = vec![terminating(pod(0, "web-new", "failed"))];
+    let p = plan_of(&s, &pods);
+    assert!(p.steps.is_empty(), "{:?}", summary(&p));
+    assert!(p.waiting.unwrap().contains("terminate"));
 }
 
 #[test]
