@@ -277,10 +277,17 @@ async fn service_endpoints_and_slices_follow_the_pods() {
         .await
         .unwrap()
         .boxed();
+    // From the list's revision: earlier writes to other slices (the placeholder made
+    // before the pods were ready, then deleted) are not replayed.
+    let listed = slices
+        .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
     let slice_writes = slices
         .watch(
             &WatchParams::default().labels("kubernetes.io/service-name=web"),
-            slice.metadata.resource_version.as_deref().unwrap(),
+            listed.metadata.resource_version.as_deref().unwrap(),
         )
         .await
         .unwrap()
@@ -339,6 +346,26 @@ async fn service_endpoints_and_slices_follow_the_pods() {
         stdout.contains("web") && stdout.contains(":8080"),
         "{stdout}"
     );
+    let out = server.kubectl_run("1.33", &["get", "endpointslices", "-n", ns]);
+    let stdout = out.expect_success("kubectl get endpointslices");
+    assert!(
+        stdout.contains("web-") && stdout.contains("IPv4") && stdout.contains("8080"),
+        "{stdout}"
+    );
+    // describe reads the Endpoints (1.29) or the EndpointSlices (1.33): the two ready pods.
+    for version in ["1.29", "1.33"] {
+        let out = server.kubectl_run(version, &["describe", "service", "web", "-n", ns]);
+        let stdout = out.expect_success("kubectl describe service");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("Endpoints:"))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert_eq!(
+            line.matches(":8080").count(),
+            2,
+            "kubectl {version}: {stdout}"
+        );
+    }
 
     // Scaling to zero empties them.
     deployments
