@@ -217,13 +217,14 @@ impl LeaderElector {
         loop {
             // Campaign: the first attempt at once, so a lone server leads immediately.
             let mut wait = Duration::ZERO;
-            loop {
+            let mut renewed = loop {
                 tokio::select! {
                     () = &mut shutdown => return,
                     () = tokio::time::sleep(wait) => {}
                 }
+                let attempted = Instant::now();
                 match self.try_acquire_or_renew().await {
-                    Ok(Round::Leading) => break,
+                    Ok(Round::Leading) => break attempted,
                     Ok(Round::HeldBy(holder)) => {
                         tracing::debug!(%lease, %holder, "the lease is held by another candidate")
                     }
@@ -233,19 +234,21 @@ impl LeaderElector {
                     Err(e) => tracing::warn!(%lease, error = %e, "acquiring the lease failed"),
                 }
                 wait = jittered(self.config.retry_period);
-            }
+            };
             tracing::info!(%lease, identity = %self.config.identity, "became leader");
             let _ = leading.send(true);
 
-            let mut renewed = Instant::now();
             let stepped_down = loop {
                 tokio::select! {
                     () = &mut shutdown => break false,
                     () = tokio::time::sleep(self.config.retry_period) => {}
                 }
                 let left = self.config.renew_deadline.saturating_sub(renewed.elapsed());
+                // The renewTime written is taken before the request: count from then, so a
+                // slow round cannot stretch our tenure past what the others see.
+                let attempted = Instant::now();
                 match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
-                    Ok(Ok(Round::Leading)) => renewed = Instant::now(),
+                    Ok(Ok(Round::Leading)) => renewed = attempted,
                     Ok(Ok(Round::HeldBy(holder))) => {
                         tracing::warn!(%lease, %holder, "another candidate took the lease");
                         break true;
