@@ -409,6 +409,28 @@ async fn ordered_ready_identity_claims_and_scale_down() {
         .kubectl(&["get", "sts", "web", "--no-headers"], None)
         .await;
     assert!(get.contains("2/2"), "{get}");
+
+    // The controller's events, in upstream's words.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(h.client.clone(), NS);
+    let wanted = [
+        "create Pod web-0 in StatefulSet web successful",
+        "create Claim data-web-0 Pod web-0 in StatefulSet web success",
+        "delete Pod web-2 in StatefulSet web successful",
+    ];
+    testkit::wait_for_async(DEADLINE, || async {
+        let list = events.list(&ListParams::default()).await.ok()?.items;
+        wanted
+            .iter()
+            .all(|w| {
+                list.iter().any(|e| {
+                    e.involved_object.kind.as_deref() == Some("StatefulSet")
+                        && e.message.as_deref() == Some(w)
+                })
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("events {wanted:?} not all recorded"));
 }
 
 /// `kubectl set image` rolls the pods from the highest ordinal down, `kubectl rollout
