@@ -4,7 +4,8 @@
 //! claims that class; a pod's claim gets the scheduler's node and a provisioned volume
 //! pinned there; static volumes bind by class and size and pin their pods; deleting a
 //! claim releases its volume and, for Delete, deletes it once the node's cleanup
-//! finalizer is gone (simulated nodes do not clean up: the test plays the node's part).
+//! finalizer is gone (simulated nodes do not clean up: the test plays the node's part); a
+//! claim created while there is no default class gets the default class that comes later.
 //!
 //! Each test starts its own server and nodes (unique name prefixes), so they run in parallel.
 #![allow(clippy::unwrap_used)]
@@ -517,5 +518,61 @@ async fn static_volumes_bind_by_class_and_size_and_pin_their_pods() {
             .persistent_volume_reclaim_policy
             .as_deref(),
         Some("Retain")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_made_while_there_is_no_default_class_gets_one_later() {
+    let h = Harness::start("vol-late", 1).await;
+    let classes: Api<StorageClass> = Api::all(h.client.clone());
+    eventually("StorageClass local-path", || {
+        let classes = classes.clone();
+        async move { classes.get_opt("local-path").await.ok()? }
+    })
+    .await;
+    // The controller creates its class only at start: removed, it stays removed.
+    classes
+        .delete("local-path", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("local-path deleted", || {
+        let classes = classes.clone();
+        async move {
+            classes
+                .get_opt("local-path")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    let pvc = h
+        .create(&h.claims(), claim_json("early", None, "1Gi"))
+        .await;
+    assert_eq!(
+        pvc.spec.as_ref().unwrap().storage_class_name,
+        None,
+        "no default class to admit it with"
+    );
+    h.create(
+        &classes,
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+               "metadata": {"name": "late-default",
+                            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+               "provisioner": "flotilla.io/local-path",
+               "volumeBindingMode": "Immediate"}),
+    )
+    .await;
+    let pvc = h
+        .claim_where(
+            "early",
+            "the late default class assigned and provisioned",
+            |c| phase_of_claim(c) == "Bound",
+        )
+        .await;
+    assert_eq!(
+        pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
+        Some("late-default")
     );
 }

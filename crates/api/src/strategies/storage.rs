@@ -101,6 +101,13 @@ impl Strategy for PersistentVolumeClaimStrategy {
                 };
             }
         }
+        // Retroactive default StorageClass: a claim created without a class may get one
+        // once (never a change from "" or from another class).
+        if o.get("storageClassName").is_none_or(Value::is_null) {
+            if let Some(map) = n.as_object_mut() {
+                map.remove("storageClassName");
+            }
+        }
         if n != o {
             errs.push(forbidden(
                 "spec",
@@ -193,6 +200,20 @@ mod tests {
         other["spec"]["accessModes"] = json!(["ReadWriteMany"]);
         assert_eq!(
             messages(&PersistentVolumeClaimStrategy.validate_update(&other, &bigger)).len(),
+            1
+        );
+        let mut classed = bigger.clone();
+        classed["spec"]["storageClassName"] = json!("local-path");
+        assert!(
+            PersistentVolumeClaimStrategy
+                .validate_update(&classed, &bigger)
+                .is_empty(),
+            "a class-less claim gets the default class retroactively"
+        );
+        let mut reclassed = classed.clone();
+        reclassed["spec"]["storageClassName"] = json!("other");
+        assert_eq!(
+            messages(&PersistentVolumeClaimStrategy.validate_update(&reclassed, &classed)).len(),
             1
         );
         let mut smaller = bigger.clone();

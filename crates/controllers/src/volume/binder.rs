@@ -25,8 +25,8 @@ use events::{EventRecorder, EventType};
 use super::local_path;
 use super::matching::{self, claim_class, is_bound_to};
 use super::{
-    Error, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_PROVISIONED_BY, ANN_SELECTED_NODE,
-    ANN_STORAGE_PROVISIONER, PROVISIONER, RESYNC,
+    Error, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_DEFAULT_CLASS, ANN_PROVISIONED_BY,
+    ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER, PROVISIONER, RESYNC,
 };
 use crate::replicaset::retry_backoff;
 
@@ -122,32 +122,60 @@ pub async fn run_claims(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let ctx = Context::new(client.clone());
-    Controller::new(
+    let controller = Controller::new(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .watches(
-        Api::<PersistentVolume>::all(client),
-        watcher::Config::default(),
-        |pv: PersistentVolume| {
-            // A volume wakes the claim it names (pre-bound, provisioned, or bound).
-            pv.spec
-                .as_ref()
-                .and_then(|s| s.claim_ref.as_ref())
-                .and_then(|r| {
-                    Some(ObjectRef::new(r.name.as_deref()?).within(r.namespace.as_deref()?))
-                })
-        },
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(sync_claim, claim_error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "claim sync failed");
-        }
-    })
-    .await;
+    );
+    let claims: Store<PersistentVolumeClaim> = controller.store();
+    controller
+        .watches(
+            Api::<StorageClass>::all(client.clone()),
+            watcher::Config::default(),
+            move |class: StorageClass| claims_for_class(&claims, &class),
+        )
+        .watches(
+            Api::<PersistentVolume>::all(client),
+            watcher::Config::default(),
+            |pv: PersistentVolume| {
+                // A volume wakes the claim it names (pre-bound, provisioned, or bound).
+                pv.spec
+                    .as_ref()
+                    .and_then(|s| s.claim_ref.as_ref())
+                    .and_then(|r| {
+                        Some(ObjectRef::new(r.name.as_deref()?).within(r.namespace.as_deref()?))
+                    })
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(sync_claim, claim_error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "claim sync failed");
+            }
+        })
+        .await;
     Ok(())
+}
+
+/// The unbound claims a class's change concerns: those of that class, and class-less ones
+/// (a new default class is assigned to them).
+fn claims_for_class(
+    claims: &Store<PersistentVolumeClaim>,
+    class: &StorageClass,
+) -> Vec<ObjectRef<PersistentVolumeClaim>> {
+    claims
+        .state()
+        .iter()
+        .filter(|c| {
+            let spec = c.spec.as_ref();
+            let unbound = spec
+                .and_then(|s| s.volume_name.as_deref())
+                .is_none_or(str::is_empty);
+            let class_name = spec.and_then(|s| s.storage_class_name.as_deref());
+            unbound && (class_name.is_none() || class_name == class.metadata.name.as_deref())
+        })
+        .map(|c| ObjectRef::from_obj(&**c))
+        .collect()
 }
 
 /// The volumes controller: phases and reclaim.
@@ -263,12 +291,63 @@ async fn sync_claim(pvc: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> Resul
         .as_ref()
         .and_then(|s| s.volume_name.clone())
         .filter(|v| !v.is_empty());
+    let classless = pvc
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.storage_class_name.is_none());
     let action = match volume_name {
+        None if classless => assign_default_class(&ctx, &pvc).await?,
         None => sync_unbound_claim(&ctx, &pvc).await?,
         Some(v) => sync_bound_claim(&ctx, &pvc, &v).await?,
     };
     ctx.succeeded(&claim_key(&pvc));
     Ok(action)
+}
+
+/// The default class among `classes`: marked default, newest first, then by name (as the
+/// API server's DefaultStorageClass admission picks it).
+pub fn default_class_name(classes: &[StorageClass]) -> Option<String> {
+    classes
+        .iter()
+        .filter(|c| annotation(&c.metadata, ANN_DEFAULT_CLASS) == Some("true"))
+        .max_by(|a, b| {
+            let created = |c: &StorageClass| c.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| b.metadata.name.cmp(&a.metadata.name))
+        })
+        .and_then(|c| c.metadata.name.clone())
+}
+
+/// Retroactive default StorageClass assignment: a claim created without a class while the
+/// cluster had no default (e.g. before this controller created `local-path`) gets the
+/// default class once there is one, as upstream's binder does.
+async fn assign_default_class(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<Action, Error> {
+    let classes = Api::<StorageClass>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let Some(name) = default_class_name(&classes) else {
+        return sync_unbound_claim(ctx, pvc).await;
+    };
+    // Guarded by resourceVersion: a claim bound or classed meanwhile is a conflict.
+    let patch = json!({
+        "metadata": {"resourceVersion": pvc.metadata.resource_version},
+        "spec": {"storageClassName": name},
+    });
+    Api::<PersistentVolumeClaim>::namespaced(
+        ctx.client.clone(),
+        pvc.metadata.namespace.as_deref().unwrap_or("default"),
+    )
+    .patch(
+        &pvc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    tracing::info!(claim = %pvc.name_any(), class = %name, "assigned the default StorageClass");
+    // The claim's update event brings it back with its class.
+    Ok(Action::requeue(RESYNC))
 }
 
 async fn sync_unbound_claim(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<Action, Error> {
@@ -832,6 +911,36 @@ mod tests {
             .get_or_insert_with(BTreeMap::new)
             .insert(k.into(), v.into());
         pv
+    }
+
+    #[test]
+    fn the_newest_default_class_is_assigned_retroactively() {
+        let class = |name: &str, secs: i64, default: bool| {
+            let mut c = local_path::default_class();
+            c.metadata.name = Some(name.into());
+            c.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::from_second(secs).unwrap(),
+                ));
+            if !default {
+                c.metadata.annotations = None;
+            }
+            c
+        };
+        assert_eq!(default_class_name(&[class("plain", 9, false)]), None);
+        assert_eq!(
+            default_class_name(&[
+                class("old", 1, true),
+                class("new", 5, true),
+                class("plain", 9, false)
+            ])
+            .as_deref(),
+            Some("new")
+        );
+        assert_eq!(
+            default_class_name(&[class("b", 1, true), class("a", 1, true)]).as_deref(),
+            Some("a")
+        );
     }
 
     #[test]
