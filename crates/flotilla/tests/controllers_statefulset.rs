@@ -729,3 +729,59 @@ async fn partition_and_on_delete() {
     assert_eq!(untouched.uid().as_ref(), before.first());
     assert_eq!(image(&untouched), "registry.local/app:1");
 }
+
+/// Level-triggered: changes made while the controller is down (a pod deleted, the set
+/// scaled down) are put right by a new controller from the state it finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_converges() {
+    let server = Server::start_with(ServerOptions {
+        with_scheduler: true,
+        ..Default::default()
+    });
+    let client = server.kube_client().await;
+    let sim = agent::simulated::SimulatedConfig {
+        count: 1,
+        name_prefix: "sts-restart-node".into(),
+        ..Default::default()
+    };
+    let (sim_stop, sim_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(agent::simulated::run(client.clone(), sim, async {
+        let _ = sim_stopped.await;
+    }));
+    let start_controller = |client: kube::Client| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(controllers::statefulset::run(client, async {
+            let _ = rx.await;
+        }));
+        (tx, task)
+    };
+    let h = Harness {
+        server,
+        client: client.clone(),
+        stop: vec![sim_stop],
+        version: "1.33",
+    };
+    let (stop, task) = start_controller(client.clone());
+    h.kubectl(&["apply", "-f", "-"], Some(manifest("rs", 3, json!({}))))
+        .await;
+    let pods = h.converged("rs", 3).await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+
+    // While it is down: web-0 deleted (force, so it is gone at once) and scaled to 2.
+    let old_uid = pods[0].uid().unwrap();
+    h.kubectl(
+        &["delete", "pod", "rs-0", "--grace-period=0", "--force"],
+        None,
+    )
+    .await;
+    h.kubectl(&["scale", "sts", "rs", "--replicas=2"], None)
+        .await;
+    assert_eq!(names(&h.live_pods("rs").await), ["rs-1", "rs-2"]);
+
+    let (stop, _task) = start_controller(client);
+    let pods = h.converged("rs", 2).await;
+    assert_eq!(names(&pods), ["rs-0", "rs-1"]);
+    assert_ne!(pods[0].uid().unwrap(), old_uid);
+    let _ = stop.send(());
+}
