@@ -3,7 +3,8 @@
 //! skipping one a node already holds; a node with a preset podCIDR (inside or outside the
 //! cluster CIDR) keeps it; when the range is exhausted a node gets a CIDRNotAvailable
 //! event and no CIDR, and gets the subnet a deleted node frees. An agent without
-//! --pod-cidr registers its Node and takes the podCIDR IPAM assigns.
+//! --pod-cidr registers its Node and takes the podCIDR IPAM assigns; with real containers
+//! (root), the server's own agent does so and its pods get addresses in that subnet.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -15,7 +16,8 @@ use k8s_openapi::api::core::v1::{Event, Node, NodeSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
-use support::{Server, ServerOptions};
+use support::cluster::NODE_READY_DEADLINE;
+use support::{AgentMode, Cluster, ClusterOptions, Server, ServerOptions};
 
 /// Polls `check` until it yields a value, failing after `secs` with `what`.
 async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
@@ -197,4 +199,54 @@ async fn an_agent_without_pod_cidr_takes_the_one_ipam_assigns() {
         .await
         .unwrap();
     assert_eq!(again, cidr);
+}
+
+#[test]
+fn the_servers_own_agent_runs_pods_in_the_subnet_ipam_assigned() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        agent: AgentMode::InProcess,
+        pod_cidr_from_ipam: true,
+        ..ClusterOptions::default()
+    });
+    let node = cluster.wait_node_ready(NODE_READY_DEADLINE);
+    assert_eq!(node["spec"]["podCIDR"], cluster.pod_cidr.as_str());
+    // The agent polls its Node: it picks the assignment up within a poll.
+    support::wait_for(
+        "the agent takes the podCIDR IPAM assigned (not a flag)",
+        Duration::from_secs(10),
+        || {
+            cluster
+                .agent_log()
+                .contains("node IPAM assigned the podCIDR")
+                .then_some(())
+        },
+    );
+
+    let out = cluster.kubectl_run(
+        "1.33",
+        &[
+            "run",
+            "ipam-pod",
+            "--image",
+            &cluster.image,
+            "--restart=Never",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let ip = support::wait_for("the pod runs with an IP", Duration::from_secs(90), || {
+        let out = cluster.kubectl_run("1.33", &["get", "pod", "ipam-pod", "-o", "json"]);
+        let pod: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+        (pod["status"]["phase"] == "Running")
+            .then(|| pod["status"]["podIP"].as_str().map(str::to_string))
+            .flatten()
+    });
+    // The test's subnet is a /24: the pod's address shares its first three octets.
+    assert!(
+        ip.starts_with(cluster.pod_cidr.trim_end_matches("0/24")),
+        "{ip} in {}",
+        cluster.pod_cidr
+    );
 }

@@ -42,6 +42,9 @@ pub struct ClusterOptions {
     pub agent_args: Vec<String>,
     /// Further `flotilla server` flags.
     pub server_args: Vec<String>,
+    /// Give the agent no `--pod-cidr`: the server's node IPAM assigns the test's subnet
+    /// (its only one: `--cluster-cidr` is that /24).
+    pub pod_cidr_from_ipam: bool,
 }
 
 pub struct Cluster {
@@ -113,6 +116,11 @@ impl Cluster {
         agent_args.extend(opts.agent_args.iter().cloned());
 
         let mut server_args = opts.server_args.clone();
+        if opts.pod_cidr_from_ipam {
+            agent_args.retain(|a| *a != "--pod-cidr" && *a != subnet.cidr());
+            server_args.push(format!("--cluster-cidr={}", subnet.cidr()));
+            server_args.push("--node-cidr-mask-size=24".into());
+        }
         if opts.agent == AgentMode::InProcess {
             server_args.extend(agent_args.iter().cloned());
         }
