@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
@@ -82,6 +82,7 @@ struct Context {
     recorder: EventRecorder,
     failures: Failures<Service>,
     triggers: Mutex<HashMap<ObjectRef<Service>, TriggerState>>,
+    services: Store<Service>,
 }
 
 /// Runs the controller until `shutdown` completes.
@@ -121,6 +122,7 @@ async fn run_services(
         client: client.clone(),
         failures: Failures::new(),
         triggers: Mutex::new(HashMap::new()),
+        services: store.clone(),
     });
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY}={CONTROLLER_NAME}"));
     controller
@@ -140,6 +142,18 @@ async fn run_services(
             }
         })
         .await;
+}
+
+/// Drops the state kept for Services that are gone, once it has grown to twice the
+/// Services known (amortised: a sync does not scan the cache every time).
+pub(crate) fn forget_deleted<V>(
+    state: &mut HashMap<ObjectRef<Service>, V>,
+    services: &Store<Service>,
+) {
+    let known = services.state().len();
+    if state.len() > 2 * known + 16 {
+        state.retain(|key, _| services.get(key).is_some());
+    }
 }
 
 fn error_policy(svc: Arc<Service>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -169,6 +183,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
         let mut triggers = ctx.triggers.lock().unwrap_or_else(|p| p.into_inner());
         let (time, state) = last_change_trigger_time(triggers.get(&key), &svc, &pods);
         triggers.insert(key, state);
+        forget_deleted(&mut triggers, &ctx.services);
         time
     };
     let mut subsets = build_subsets(&svc, &pods);

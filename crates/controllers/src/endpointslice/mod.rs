@@ -32,7 +32,7 @@ use kube::ResourceExt;
 
 use crate::endpoints::ports::{label_selector, managed_selector};
 use crate::endpoints::subsets::{last_change_trigger_time, TriggerState, LAST_CHANGE_TRIGGER_TIME};
-use crate::endpoints::{pod_triggers, service_ref};
+use crate::endpoints::{forget_deleted, pod_triggers, service_ref};
 use crate::replicaset::{is_namespace_terminating, retry_backoff};
 use events::{EventRecorder, EventType};
 use reconciler::{
@@ -59,6 +59,7 @@ struct Context {
     nodes: Store<Node>,
     failures: Mutex<HashMap<ObjectRef<Service>, u32>>,
     triggers: Mutex<HashMap<ObjectRef<Service>, TriggerState>>,
+    services: Store<Service>,
 }
 
 /// Runs the controller until `shutdown` completes.
@@ -90,13 +91,15 @@ pub async fn run(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     );
-    let pods = pod_triggers(client.clone(), controller.store());
+    let services = controller.store();
+    let pods = pod_triggers(client.clone(), services.clone());
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
         nodes: nodes.clone(),
         failures: Mutex::new(HashMap::new()),
         triggers: Mutex::new(HashMap::new()),
+        services,
     });
     let running = controller
         .owns(Api::<EndpointSlice>::all(client.clone()), managed)
@@ -164,6 +167,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
         let mut triggers = ctx.triggers.lock().unwrap_or_else(|p| p.into_inner());
         let (time, state) = last_change_trigger_time(triggers.get(&key), &svc, &pods);
         triggers.insert(key.clone(), state);
+        forget_deleted(&mut triggers, &ctx.services);
         time
     };
     let zone_of = |node: &str| -> Option<String> {
