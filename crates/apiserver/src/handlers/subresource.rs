@@ -196,7 +196,103 @@ fn success(code: StatusCode) -> Response {
     )
 }
 
-/// Assigns pod `pod` in `ns` to `node`: 409 when it already has a node.
+/// Why a pod cannot take a binding (each a 409 Conflict, as the upstream registry answers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unbindable {
+    Deleting,
+    Assigned(String),
+    Gated,
+}
+
+impl Unbindable {
+    fn message(&self, pod: &str) -> String {
+        match self {
+            Unbindable::Deleting => {
+                format!("pod {pod} is being deleted, cannot be assigned to a host")
+            }
+            Unbindable::Assigned(node) => {
+                format!("pod {pod} is already assigned to node \"{node}\"")
+            }
+            Unbindable::Gated => format!("pod {pod} has non-empty .spec.schedulingGates"),
+        }
+    }
+}
+
+/// The binding applied to the stored pod, as kube-apiserver's BindingREST does it:
+/// spec.nodeName, the binding's annotations, and condition PodScheduled=True (its
+/// lastTransitionTime `now` unless it was True already; reason and message cleared).
+fn assign(
+    obj: &mut Value,
+    node: &str,
+    annotations: Option<&Value>,
+    now: &str,
+) -> Result<(), Unbindable> {
+    if meta::deletion_timestamp(obj).is_some() {
+        return Err(Unbindable::Deleting);
+    }
+    if let Some(existing) = meta::str_at(obj, "/spec/nodeName").filter(|n| !n.is_empty()) {
+        return Err(Unbindable::Assigned(existing.to_string()));
+    }
+    if obj
+        .pointer("/spec/schedulingGates")
+        .and_then(Value::as_array)
+        .is_some_and(|g| !g.is_empty())
+    {
+        return Err(Unbindable::Gated);
+    }
+    if !obj.get("spec").is_some_and(Value::is_object) {
+        obj["spec"] = json!({});
+    }
+    obj["spec"]["nodeName"] = json!(node);
+    if let Some(ann) = annotations.and_then(Value::as_object) {
+        let m = meta::metadata_mut(obj);
+        let a = m.entry("annotations").or_insert_with(|| json!({}));
+        if !a.is_object() {
+            *a = json!({});
+        }
+        if let Some(a) = a.as_object_mut() {
+            for (k, v) in ann {
+                a.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if !obj.get("status").is_some_and(Value::is_object) {
+        obj["status"] = json!({});
+    }
+    let status = &mut obj["status"];
+    if !status.get("conditions").is_some_and(Value::is_array) {
+        status["conditions"] = json!([]);
+    }
+    if let Some(conditions) = status["conditions"].as_array_mut() {
+        let existing = conditions
+            .iter()
+            .position(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"));
+        let since = existing
+            .map(|i| &conditions[i])
+            .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or_else(|| json!(now));
+        let condition = json!({
+            "type": "PodScheduled",
+            "status": "True",
+            "lastProbeTime": null,
+            "lastTransitionTime": since,
+        });
+        match existing {
+            Some(i) => conditions[i] = condition,
+            None => conditions.push(condition),
+        }
+    }
+    Ok(())
+}
+
+/// Assigns pod `pod` in `ns` to the binding's target node: 409 when it already has a node,
+/// is being deleted or is gated, or when the binding's uid / resourceVersion preconditions
+/// do not hold.
+///
+/// One compare-and-swap read-modify-write of the pod and nothing else: a binding changes
+/// only server-decided fields, so the generic update's work (desired-object merge,
+/// managedFields, no-op detection, validation of an unchanged spec) is not done here.
 pub async fn bind_pod(
     ctx: &Ctx,
     ns: &str,
@@ -216,6 +312,29 @@ pub async fn bind_pod(
             )
         })?
         .to_string();
+    if let Some(kind) = binding
+        .pointer("/target/kind")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty() && *k != "Node")
+    {
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            pod,
+            &[api::FieldError::invalid(
+                "target.kind",
+                json!(kind),
+                "must be empty or 'Node'",
+            )],
+        ));
+    }
+    if let Some(name) = meta::str_at(binding, "/metadata/name").filter(|n| !n.is_empty()) {
+        if name != pod {
+            return Err(ApiError::bad_request(
+                "name in URL does not match name in Binding object",
+            ));
+        }
+    }
     let pods = ctx
         .state
         .registry
@@ -225,34 +344,21 @@ pub async fn bind_pod(
     let r = ObjectRef::new(&pods, Some(ns), pod);
     let target = r.target();
     let dry_run = ctx.query.dry_run()?;
+    let preconditions = Preconditions {
+        uid: meta::str_at(binding, "/metadata/uid")
+            .filter(|u| !u.is_empty())
+            .map(str::to_string),
+        resource_version: meta::str_at(binding, "/metadata/resourceVersion")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
+    };
+    let annotations = binding.pointer("/metadata/annotations");
+    let now = meta::now_rfc3339();
     ctx.state
         .registry
-        .guaranteed_update(r, &Preconditions::default(), dry_run, |mut obj| {
-            if meta::deletion_timestamp(&obj).is_some() {
-                return Err(ApiError::conflict_with(
-                    target,
-                    "pod is being deleted, cannot be assigned to a host",
-                ));
-            }
-            if let Some(existing) = meta::str_at(&obj, "/spec/nodeName").filter(|n| !n.is_empty()) {
-                return Err(ApiError::conflict_with(
-                    target,
-                    &format!("pod {pod} is already assigned to node \"{existing}\""),
-                ));
-            }
-            obj["spec"]["nodeName"] = json!(node);
-            if let Some(ann) = binding
-                .pointer("/metadata/annotations")
-                .and_then(Value::as_object)
-            {
-                let m = meta::metadata_mut(&mut obj);
-                let a = m.entry("annotations").or_insert_with(|| json!({}));
-                if let Some(a) = a.as_object_mut() {
-                    for (k, v) in ann {
-                        a.insert(k.clone(), v.clone());
-                    }
-                }
-            }
+        .guaranteed_update(r, &preconditions, dry_run, |mut obj| {
+            assign(&mut obj, &node, annotations, &now)
+                .map_err(|why| ApiError::conflict_with(target, &why.message(pod)))?;
             Ok(Transition::Write(obj))
         })
         .await?;
@@ -311,6 +417,89 @@ pub async fn evict(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pending() -> Value {
+        json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            "status": {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available", "lastTransitionTime": "2026-01-01T00:00:00Z"
+            }]}
+        })
+    }
+
+    #[test]
+    fn binding_sets_node_annotations_and_pod_scheduled() {
+        let mut pod = pending();
+        let ann = json!({"scheduler.example/why": "best"});
+        assign(&mut pod, "n1", Some(&ann), "2026-11-29T00:00:00Z").unwrap();
+        assert_eq!(pod["spec"]["nodeName"], "n1");
+        assert_eq!(
+            pod["metadata"]["annotations"]["scheduler.example/why"],
+            "best"
+        );
+        let conditions = pod["status"]["conditions"].as_array().unwrap();
+        assert_eq!(
+            conditions.len(),
+            1,
+            "the False condition is replaced, not duplicated"
+        );
+        assert_eq!(
+            conditions[0],
+            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                   "lastTransitionTime": "2026-11-29T00:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn binding_adds_the_condition_to_a_pod_without_status() {
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {}});
+        assign(&mut pod, "n1", None, "2026-11-29T00:00:00Z").unwrap();
+        assert_eq!(pod["status"]["conditions"][0]["type"], "PodScheduled");
+        assert_eq!(pod["status"]["conditions"][0]["status"], "True");
+    }
+
+    #[test]
+    fn a_true_condition_keeps_its_transition_time() {
+        let mut pod = pending();
+        pod["status"]["conditions"][0]["status"] = json!("True");
+        assign(&mut pod, "n1", None, "2026-11-29T00:00:00Z").unwrap();
+        assert_eq!(
+            pod["status"]["conditions"][0]["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn bound_deleting_or_gated_pods_refuse_a_binding() {
+        let mut bound = pending();
+        bound["spec"]["nodeName"] = json!("n0");
+        let before = bound.clone();
+        let e = assign(&mut bound, "n1", None, "t").unwrap_err();
+        assert_eq!(e, Unbindable::Assigned("n0".into()));
+        assert_eq!(e.message("p"), "pod p is already assigned to node \"n0\"");
+        assert_eq!(bound, before, "a refused binding changes nothing");
+
+        let mut deleting = pending();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-11-29T00:00:00Z");
+        assert_eq!(
+            assign(&mut deleting, "n1", None, "t").unwrap_err(),
+            Unbindable::Deleting
+        );
+
+        let mut gated = pending();
+        gated["spec"]["schedulingGates"] = json!([{"name": "example.com/wait"}]);
+        assert_eq!(
+            assign(&mut gated, "n1", None, "t").unwrap_err(),
+            Unbindable::Gated
+        );
+        gated["spec"]["schedulingGates"] = json!([]);
+        assert!(
+            assign(&mut gated, "n1", None, "t").is_ok(),
+            "an empty gate list is no gate"
+        );
+    }
 
     #[test]
     fn scale_carries_the_selector_as_a_string() {

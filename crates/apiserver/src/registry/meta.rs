@@ -106,6 +106,17 @@ pub fn encode_for_store(obj: &Value) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }
 
+/// [`encode_for_store`] without copying the object: resourceVersion is taken out of `obj`
+/// for the encoding (the caller sets the new one after the write).
+pub fn encode_for_store_in_place(obj: &mut Value) -> Result<Bytes, ApiError> {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+}
+
 /// Parses a resourceVersion given by a client; anything but a decimal revision is a 400.
 pub fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
     rv.parse::<Revision>()

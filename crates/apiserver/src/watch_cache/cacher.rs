@@ -215,9 +215,14 @@ impl Cacher {
 
     fn apply(&self, event: store::Event) {
         let rev = event.revision();
-        let prev = event.prev.as_ref().and_then(|kv| meta::decode_kv(kv).ok());
         let mut st = self.write();
         let old = st.objects.get(&event.kv.key).cloned();
+        // The cache already holds the previous state of every key it has seen: decoding
+        // the store's copy of it again cost a full JSON parse per write.
+        let prev = match &old {
+            Some(_) => None,
+            None => event.prev.as_ref().and_then(|kv| meta::decode_kv(kv).ok()),
+        };
         let (kind, object) = match event.kind {
             EventKind::Put => match meta::decode_kv(&event.kv) {
                 Ok(v) => {
