@@ -36,6 +36,10 @@ pub struct SchedulingQueue {
     /// (priority, oldest first, key); stale entries are skipped on pop.
     active: BinaryHeap<(i32, Reverse<u64>, String)>,
     backoff: BinaryHeap<Reverse<(Instant, String)>>,
+    /// (when the pod is due for its periodic retry, key); stale entries (the pod moved or
+    /// was marked again) are skipped. Keeps `flush` from walking every pending pod on each
+    /// turn of the scheduler's loop, which at 10,000 queued pods cost more than a cycle.
+    unschedulable: BinaryHeap<Reverse<(Instant, String)>>,
     seq: u64,
 }
 
@@ -104,6 +108,8 @@ impl SchedulingQueue {
     pub fn unschedulable(&mut self, key: &str, now: Instant) {
         if let Some(e) = self.pods.get_mut(key) {
             e.area = Area::Unschedulable(now);
+            self.unschedulable
+                .push(Reverse((now + UNSCHEDULABLE_FLUSH, key.to_string())));
         }
     }
 
@@ -145,20 +151,30 @@ impl SchedulingQueue {
                 }
             }
         }
-        let mut next = self.backoff.peek().map(|Reverse((at, _))| *at);
-        for (key, e) in self.pods.iter_mut() {
-            if let Area::Unschedulable(since) = e.area {
-                let due = since + UNSCHEDULABLE_FLUSH;
-                if due <= now {
+        while let Some(Reverse((due, key))) = self.unschedulable.peek() {
+            let current = self
+                .pods
+                .get(key)
+                .is_some_and(|e| e.area == Area::Unschedulable(*due - UNSCHEDULABLE_FLUSH));
+            if current && *due > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = self.unschedulable.pop() else {
+                break;
+            };
+            if current {
+                if let Some(e) = self.pods.get_mut(&key) {
                     e.area = Area::Active;
-                    self.active
-                        .push((e.info.priority, Reverse(e.seq), key.clone()));
-                } else {
-                    next = Some(next.map_or(due, |n: Instant| n.min(due)));
+                    self.active.push((e.info.priority, Reverse(e.seq), key));
                 }
             }
         }
-        next
+        let backoff = self.backoff.peek().map(|Reverse((at, _))| *at);
+        let unschedulable = self.unschedulable.peek().map(|Reverse((at, _))| *at);
+        match (backoff, unschedulable) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -199,6 +215,34 @@ mod tests {
         assert_eq!(q.flush(now), Some(now + UNSCHEDULABLE_FLUSH));
         q.flush(now + UNSCHEDULABLE_FLUSH);
         assert!(q.pop().is_some());
+    }
+
+    #[test]
+    fn a_retried_unschedulable_pod_is_flushed_from_its_latest_mark_only() {
+        let mut q = SchedulingQueue::default();
+        let now = Instant::now();
+        q.add_or_update(prio("p", 0));
+        let key = q.pop().unwrap().key.clone();
+        q.unschedulable(&key, now);
+        q.move_all_unschedulable();
+        assert!(q.pop().is_some());
+        let later = now + Duration::from_secs(5);
+        q.unschedulable(&key, later);
+        assert_eq!(
+            q.flush(now + UNSCHEDULABLE_FLUSH),
+            Some(later + UNSCHEDULABLE_FLUSH),
+            "the first mark is stale: no early retry"
+        );
+        assert!(q.pop().is_none());
+        q.flush(later + UNSCHEDULABLE_FLUSH);
+        assert!(q.pop().is_some());
+        q.unschedulable(&key, later);
+        q.done(&key);
+        assert_eq!(
+            q.flush(later),
+            None,
+            "a bound pod leaves nothing to wake for"
+        );
     }
 
     #[test]
