@@ -25,6 +25,10 @@ use kube::api::{Api, ObjectMeta, PostParams};
 
 use support::Server;
 
+// The scheduler runs in this process: give it the allocator `flotilla server` runs it with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SCHEDULER: &str = "bench-scheduler";
 const KUBE_SCHEDULER_CI_FLOOR: f64 = 680.0;
 const GOAL: f64 = 5_000.0;
@@ -115,10 +119,18 @@ async fn run(server: &Server, node_count: usize, pod_count: usize) -> Result<(),
 
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let config = scheduler::SchedulerConfig {
+    let mut config = scheduler::SchedulerConfig {
         name: SCHEDULER.into(),
         ..Default::default()
     };
+    // For sizing experiments without a rebuild.
+    if let Some(n) = std::env::var("FLOTILLA_BENCH_BIND_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.bind_concurrency = n;
+    }
+    println!("binding concurrency {}", config.bind_concurrency);
     let started = Instant::now();
     let task = tokio::spawn(
         scheduler::Scheduler::new(client, config)
