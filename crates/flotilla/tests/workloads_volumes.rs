@@ -74,10 +74,10 @@ fn a_claim_keeps_data_across_pods_and_its_deletion_removes_the_directory() {
     let pvc = get(&c, &["get", "pvc", "data", "-n", NS, "-o", "json"]).unwrap();
     assert_eq!(pvc["spec"]["storageClassName"], "local-path");
 
-    apply(
-        &c,
-        &pod(&c, "writer", "echo kept-across-pods > /data/greeting"),
-    );
+    // The writer is not root: the provisioned directory is writable by any user.
+    let mut writer = pod(&c, "writer", "echo kept-across-pods > /data/greeting");
+    writer["spec"]["securityContext"] = json!({"runAsUser": 1000, "runAsGroup": 1000});
+    apply(&c, &writer);
     assert_eq!(finished(&c, "writer"), "Succeeded");
     let pvc = get(&c, &["get", "pvc", "data", "-n", NS, "-o", "json"]).unwrap();
     assert_eq!(pvc["status"]["phase"], "Bound");
@@ -101,6 +101,16 @@ fn a_claim_keeps_data_across_pods_and_its_deletion_removes_the_directory() {
         std::fs::read_to_string(dir.join("greeting")).unwrap(),
         "kept-across-pods\n",
         "the file is in the node's directory"
+    );
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o777
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("greeting")).unwrap().uid(),
+        1000,
+        "written by the pod's user"
     );
     kubectl(&c, &["delete", "pod", "writer", "-n", NS, "--wait=true"]);
 

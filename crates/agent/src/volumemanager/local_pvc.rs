@@ -11,6 +11,9 @@ use kube::Api;
 
 use super::host_path;
 
+/// Volumes this provisioner made get world-writable directories.
+const LOCAL_PATH_PROVISIONER: &str = "flotilla.io/local-path";
+
 /// Why a claim cannot be used yet or at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimProblem {
@@ -55,6 +58,12 @@ pub async fn resolve(
         .ok_or_else(|| {
             ClaimProblem::NotReady(format!("persistentvolume \"{volume_name}\" not found"))
         })?;
+    let local_path = pv
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("pv.kubernetes.io/provisioned-by"))
+        .is_some_and(|p| p == LOCAL_PATH_PROVISIONER);
     let spec = pv.spec.unwrap_or_default();
     if let Some(claim) = &spec.claim_ref {
         let claim_ns = claim.namespace.as_deref().unwrap_or(ns);
@@ -70,7 +79,15 @@ pub async fn resolve(
             path: hp.path.clone(),
             type_: hp.type_.clone(),
         };
+        let created = std::fs::symlink_metadata(&hp.path).is_err();
         host_path::check(&as_source).map_err(ClaimProblem::Unusable)?;
+        if created && local_path {
+            // As the local-path provisioner makes its directories: writable by whatever
+            // user the pod runs as (the volume belongs to the claim, not to root).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&hp.path, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| ClaimProblem::Unusable(format!("chmod {}: {e}", hp.path)))?;
+        }
         return Ok((PathBuf::from(&hp.path), read_only));
     }
     if let Some(local) = &spec.local {
