@@ -67,6 +67,24 @@ async fn assigned(nodes: &Api<Node>, name: &str) -> String {
     .await
 }
 
+/// What an agent without --pod-cidr knows about its node.
+fn agent_facts(name: &str, data_dir: &std::path::Path) -> agent::node::registration::NodeFacts {
+    agent::node::registration::NodeFacts {
+        name: name.into(),
+        ip: "127.0.0.1".parse().unwrap(),
+        port: 10250,
+        pod_cidr: None,
+        max_pods: 110,
+        labels: Default::default(),
+        control_plane: false,
+        data_dir: data_dir.to_path_buf(),
+        runtime_binary: "/usr/sbin/runc".into(),
+        cni_bin_dir: "/usr/lib/cni".into(),
+        runtime_version: "runc://test".into(),
+        system: agent::node::machine::system_info(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_get_distinct_subnets_and_exhaustion_waits_for_a_freed_one() {
     let server = Server::start_with(ServerOptions {
@@ -169,20 +187,7 @@ async fn an_agent_without_pod_cidr_takes_the_one_ipam_assigns() {
         .unwrap();
 
     let data = tempfile::tempdir().unwrap();
-    let facts = agent::node::registration::NodeFacts {
-        name: "ipam-agent".into(),
-        ip: "127.0.0.1".parse().unwrap(),
-        port: 10250,
-        pod_cidr: None,
-        max_pods: 110,
-        labels: Default::default(),
-        control_plane: false,
-        data_dir: data.path().to_path_buf(),
-        runtime_binary: "/usr/sbin/runc".into(),
-        cni_bin_dir: "/usr/lib/cni".into(),
-        runtime_version: "runc://test".into(),
-        system: agent::node::machine::system_info(),
-    };
+    let facts = agent_facts("ipam-agent", data.path());
     let cidr = tokio::time::timeout(
         Duration::from_secs(30),
         agent::node::registration::await_pod_cidr(&client, &facts),
@@ -199,6 +204,54 @@ async fn an_agent_without_pod_cidr_takes_the_one_ipam_assigns() {
         .await
         .unwrap();
     assert_eq!(again, cidr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_waiting_for_its_pod_cidr_is_not_ready() {
+    // No controllers: nothing assigns the CIDR until the test does.
+    let server = Server::start();
+    let client = server.kube_client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let data = tempfile::tempdir().unwrap();
+    let facts = agent_facts("ipam-waiting", data.path());
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(
+            async move { agent::node::registration::await_pod_cidr(&client, &facts).await },
+        )
+    };
+    eventually(20, "the waiting node reports Ready=False", || async {
+        let node = nodes.get_opt("ipam-waiting").await.unwrap()?;
+        let ready = node
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.status == "False").then_some(())?;
+        assert!(
+            ready.message.unwrap_or_default().contains("podCIDR"),
+            "the message says why"
+        );
+        Some(())
+    })
+    .await;
+    assert!(!waiting.is_finished(), "it waits for a CIDR");
+
+    // What node IPAM would do.
+    let mut node = nodes.get("ipam-waiting").await.unwrap();
+    let spec = node.spec.get_or_insert_with(Default::default);
+    spec.pod_cidr = Some("10.88.4.0/24".into());
+    spec.pod_cidrs = Some(vec!["10.88.4.0/24".into()]);
+    nodes
+        .replace("ipam-waiting", &PostParams::default(), &node)
+        .await
+        .unwrap();
+    let cidr = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the agent notices the assignment")
+        .unwrap()
+        .unwrap();
+    assert_eq!(cidr, "10.88.4.0/24");
 }
 
 #[test]

@@ -296,6 +296,27 @@ pub async fn await_pod_cidr(client: &kube::Client, facts: &NodeFacts) -> Result<
          pass --pod-cidr to choose one instead"
     );
     let api: Api<Node> = Api::all(client.clone());
+    // Without a subnet there is no pod network: NotReady (as a kubelet whose network
+    // plugin is not ready), so nothing is scheduled here until the agent can run it.
+    let mut observed = super::status::observe(facts);
+    observed.runtime_problem =
+        Some("network not ready: waiting for node IPAM to assign the podCIDR".into());
+    let prev = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let conditions = super::status::conditions(&prev, &observed, jiff::Timestamp::now());
+    if let Err(e) = api
+        .patch_status(
+            &facts.name,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"status": {"conditions": conditions}})),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "marking the node not ready while it waits failed");
+    }
     let started = tokio::time::Instant::now();
     let mut nagged = started;
     loop {
