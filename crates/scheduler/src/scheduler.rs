@@ -216,7 +216,7 @@ impl Scheduler {
             }
             // As kube-scheduler waits for its informers: deciding on a partial view of the
             // nodes would only produce failures to retry.
-            if !relist.synced() {
+            if !relist.synced() || !self.volumes.synced() {
                 continue;
             }
             for _ in 0..self.config.batch {

@@ -51,6 +51,8 @@ pub struct VolumeState {
     relisted_claims: Option<HashSet<(String, String)>>,
     relisted_volumes: Option<HashSet<String>>,
     relisted_classes: Option<HashSet<String>>,
+    /// Which of claims, volumes, classes have been listed once.
+    listed: [bool; 3],
 }
 
 /// The shared snapshot: written by the scheduler's loop, read by the plugin.
@@ -104,6 +106,12 @@ impl VolumeCache {
             .remove(sc.metadata.name.as_deref().unwrap_or(""));
     }
 
+    /// Claims, volumes and classes have all been listed (a pod's claim missing from the
+    /// cache is then really missing).
+    pub fn synced(&self) -> bool {
+        self.read().listed.iter().all(|l| *l)
+    }
+
     /// Applies a claim watch event; true when pods waiting on volumes should be retried.
     pub fn on_claim(&self, ev: Result<Event<PersistentVolumeClaim>, watcher::Error>) -> bool {
         let key = |c: &PersistentVolumeClaim| {
@@ -116,9 +124,17 @@ impl VolumeCache {
         let VolumeState {
             claims,
             relisted_claims,
+            listed,
             ..
         } = &mut *state;
-        apply_event(claims, relisted_claims, ev, key, "persistentvolumeclaim")
+        apply_event(
+            claims,
+            relisted_claims,
+            &mut listed[0],
+            ev,
+            key,
+            "persistentvolumeclaim",
+        )
     }
 
     pub fn on_volume(&self, ev: Result<Event<PersistentVolume>, watcher::Error>) -> bool {
@@ -127,9 +143,17 @@ impl VolumeCache {
         let VolumeState {
             volumes,
             relisted_volumes,
+            listed,
             ..
         } = &mut *state;
-        apply_event(volumes, relisted_volumes, ev, key, "persistentvolume")
+        apply_event(
+            volumes,
+            relisted_volumes,
+            &mut listed[1],
+            ev,
+            key,
+            "persistentvolume",
+        )
     }
 
     pub fn on_class(&self, ev: Result<Event<StorageClass>, watcher::Error>) -> bool {
@@ -138,9 +162,17 @@ impl VolumeCache {
         let VolumeState {
             classes,
             relisted_classes,
+            listed,
             ..
         } = &mut *state;
-        apply_event(classes, relisted_classes, ev, key, "storageclass")
+        apply_event(
+            classes,
+            relisted_classes,
+            &mut listed[2],
+            ev,
+            key,
+            "storageclass",
+        )
     }
 }
 
@@ -149,6 +181,7 @@ impl VolumeCache {
 fn apply_event<K: std::hash::Hash + Eq + Clone, T>(
     map: &mut HashMap<K, Arc<T>>,
     relisted: &mut Option<HashSet<K>>,
+    listed: &mut bool,
     ev: Result<Event<T>, watcher::Error>,
     key: impl Fn(&T) -> K,
     what: &str,
@@ -170,6 +203,7 @@ fn apply_event<K: std::hash::Hash + Eq + Clone, T>(
             if let Some(seen) = relisted.take() {
                 map.retain(|k, _| seen.contains(k));
             }
+            *listed = true;
             true
         }
         Ok(Event::Apply(o)) => {
@@ -515,6 +549,28 @@ mod tests {
             return pre;
         }
         plugin.filter(&state, pod, &nodes[0])
+    }
+
+    #[test]
+    fn the_cache_is_synced_once_every_kind_was_listed_and_relists_forget_the_gone() {
+        let cache = VolumeCache::default();
+        assert!(!cache.synced());
+        let list = |c: &VolumeCache, names: &[&str]| {
+            c.on_claim(Ok(Event::Init));
+            for n in names {
+                c.on_claim(Ok(Event::InitApply(claim(n, "", None))));
+            }
+            c.on_claim(Ok(Event::InitDone))
+        };
+        assert!(list(&cache, &["a", "b"]));
+        assert!(cache.on_volume(Ok(Event::InitDone)));
+        assert!(!cache.synced(), "classes not listed yet");
+        assert!(cache.on_class(Ok(Event::InitDone)));
+        assert!(cache.synced());
+        list(&cache, &["b"]);
+        let state = cache.read();
+        assert!(!state.claims.contains_key(&("default".into(), "a".into())));
+        assert!(state.claims.contains_key(&("default".into(), "b".into())));
     }
 
     #[test]
