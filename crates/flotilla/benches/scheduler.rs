@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench -p flotilla --bench scheduler            # 5,000 nodes, 10,000 pods
 //! cargo bench -p flotilla --bench scheduler -- --quick # 500 nodes, 1,000 pods
+//! FLOTILLA_BENCH_BIND_CONCURRENCY=256 cargo bench -p flotilla --bench scheduler  # other binding slots
 //! ```
 //!
 //! The nodes and pods are created first (pods name a scheduler that is not running yet), then
