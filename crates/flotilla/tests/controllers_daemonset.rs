@@ -16,90 +16,42 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::{Server, ServerOptions};
+use support::sim::{eventually_for, image_of, nodes, SimCluster};
+use support::ServerOptions;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const NS: &str = "default";
 
 struct Harness {
-    server: Server,
-    client: kube::Client,
-    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    sim: SimCluster,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = SimCluster;
+    fn deref(&self) -> &SimCluster {
+        &self.sim
+    }
 }
 
 impl Harness {
     async fn start() -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
-        let server = Server::start_with(ServerOptions {
+        let mut sim = SimCluster::start(ServerOptions {
             with_scheduler: true,
             ..Default::default()
-        });
-        let client = server.kube_client().await;
-        let mut h = Harness {
-            server,
-            client,
-            stop: Vec::new(),
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(controllers::daemonset::run(h.client.clone(), async {
-            let _ = rx.await;
-        }));
-        h.stop.push(tx);
-        h
+        })
+        .await;
+        sim.spawn(controllers::daemonset::run);
+        Harness { sim }
     }
 
     /// Starts `count` simulated nodes named `<prefix>-<i>` (zones zone-0, zone-1, … round
     /// robin) and waits until they are registered.
     async fn add_nodes(&mut self, prefix: &str, count: usize) {
-        let sim = agent::simulated::SimulatedConfig {
-            count,
-            name_prefix: prefix.into(),
-            ..Default::default()
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(agent::simulated::run(self.client.clone(), sim, async {
-            let _ = rx.await;
-        }));
-        self.stop.push(tx);
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        eventually(&format!("{count} nodes {prefix}-*"), || {
-            let nodes = nodes.clone();
-            async move {
-                let n = nodes.list(&ListParams::default()).await.ok()?.items;
-                let ours = n
-                    .iter()
-                    .filter(|n| n.name_any().starts_with(&format!("{prefix}-")))
-                    .count();
-                (ours == count).then_some(())
-            }
-        })
-        .await;
-    }
-
-    async fn kubectl_output(
-        &self,
-        args: &[&str],
-        stdin: Option<String>,
-    ) -> support::kubectl::KubectlOutput {
-        let mut k = self.server.kubectl("1.33").timeout(DEADLINE);
-        if let Some(s) = stdin {
-            k = k.stdin(s);
-        }
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            k.run(&a)
-        })
-        .await
-        .unwrap()
+        self.sim.add_nodes(nodes(prefix, count)).await;
     }
 
     async fn kubectl(&self, args: &[&str], stdin: Option<String>) -> String {
-        let out = self.kubectl_output(args, stdin).await;
-        out.expect_success(&format!("kubectl {args:?}")).to_string()
+        self.sim.kubectl("1.33", DEADLINE, args, stdin).await
     }
 
     fn daemon_sets(&self) -> Api<DaemonSet> {
@@ -142,7 +94,8 @@ impl Harness {
             v.sort();
             v
         };
-        eventually(
+        eventually_for(
+            DEADLINE,
             &format!("{app}: one {image} pod on each of {want:?}"),
             || async {
                 let by_node = self.pods_by_node(app).await;
@@ -168,38 +121,6 @@ impl Harness {
         )
         .await
     }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for tx in self.stop.drain(..) {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Polls `check` until it yields a value, failing after [`DEADLINE`] with `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn image_of(p: &Pod) -> String {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
 }
 
 fn names(prefix: &str, count: usize) -> Vec<String> {
@@ -323,7 +244,7 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
         .kubectl(&["rollout", "status", "ds/agent", "--timeout=50s"], None)
         .await;
     assert!(out.contains("successfully rolled out"), "{out}");
-    let status = eventually("agent status", || async {
+    let status = eventually_for(DEADLINE, "agent status", || async {
         let s = ds.get("agent").await.ok()?.status?;
         (s.number_available == Some(3)).then_some(s)
     })
@@ -366,7 +287,7 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
 
     // A deleted node's pods go, at once: no kubelet is left to finish them (so the
     // simulated node stops first).
-    let _ = h.stop.pop().unwrap().send(());
+    h.sim.stop_newest();
     nodes
         .delete("dsn-late-0", &DeleteParams::default())
         .await
@@ -374,7 +295,8 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
     h.one_per_node("agent", &three, "registry.invalid/agent:1")
         .await;
     let pods_api: Api<Pod> = Api::namespaced(h.client.clone(), NS);
-    eventually(
+    eventually_for(
+        DEADLINE,
         "no pod left on the deleted node, not even terminating",
         || async {
             let all = pods_api.list(&ListParams::default()).await.ok()?.items;
@@ -385,7 +307,7 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
         },
     )
     .await;
-    eventually("agent status after node deletion", || async {
+    eventually_for(DEADLINE, "agent status after node deletion", || async {
         let s = ds.get("agent").await.ok()?.status?;
         (s.desired_number_scheduled == 3 && s.number_available == Some(3)).then_some(())
     })
@@ -424,13 +346,17 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
         )
         .await
         .unwrap();
-    eventually("the failed pod replaced by a Running one", || async {
-        let by_node = h.pods_by_node("agent").await;
-        let pods = by_node.get("dsn-node-1")?;
-        let p = pods.first()?;
-        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-        (pods.len() == 1 && running && p.metadata.uid != failed.metadata.uid).then_some(())
-    })
+    eventually_for(
+        DEADLINE,
+        "the failed pod replaced by a Running one",
+        || async {
+            let by_node = h.pods_by_node("agent").await;
+            let pods = by_node.get("dsn-node-1")?;
+            let p = pods.first()?;
+            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            (pods.len() == 1 && running && p.metadata.uid != failed.metadata.uid).then_some(())
+        },
+    )
     .await;
     h.one_per_node("agent", &three, "registry.invalid/agent:1")
         .await;
@@ -445,14 +371,7 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
 async fn daemon_set_rolls_out_and_back() {
     let mut h = Harness::start().await;
     // Orphan deletion needs the garbage collector.
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(controllers::garbage_collector::run(
-        h.client.clone(),
-        async {
-            let _ = rx.await;
-        },
-    ));
-    h.stop.push(tx);
+    h.sim.spawn(controllers::garbage_collector::run);
     h.add_nodes("dsr-node", 3).await;
     let nodes = names("dsr-node", 3);
     let manifest =
@@ -543,7 +462,7 @@ async fn daemon_set_rolls_out_and_back() {
     )
     .await;
     let ds = h.daemon_sets();
-    eventually("OnDelete status observed", || async {
+    eventually_for(DEADLINE, "OnDelete status observed", || async {
         let d = ds.get("logs").await.ok()?;
         let s = d.status?;
         (s.observed_generation == d.metadata.generation && s.updated_number_scheduled == Some(0))
@@ -557,28 +476,32 @@ async fn daemon_set_rolls_out_and_back() {
     pods.delete(&still["dsr-node-2"].name_any(), &DeleteParams::default())
         .await
         .unwrap();
-    eventually("the deleted pod replaced by the new template", || async {
-        let by_node = h.pods_by_node("logs").await;
-        let images: Vec<(String, String)> = by_node
-            .iter()
-            .flat_map(|(n, ps)| ps.iter().map(move |p| (n.clone(), image_of(p))))
-            .collect();
-        let want = vec![
-            (
-                "dsr-node-0".to_string(),
-                "registry.invalid/logs:1".to_string(),
-            ),
-            (
-                "dsr-node-1".to_string(),
-                "registry.invalid/logs:1".to_string(),
-            ),
-            (
-                "dsr-node-2".to_string(),
-                "registry.invalid/logs:3".to_string(),
-            ),
-        ];
-        (images == want).then_some(())
-    })
+    eventually_for(
+        DEADLINE,
+        "the deleted pod replaced by the new template",
+        || async {
+            let by_node = h.pods_by_node("logs").await;
+            let images: Vec<(String, String)> = by_node
+                .iter()
+                .flat_map(|(n, ps)| ps.iter().map(move |p| (n.clone(), image_of(p))))
+                .collect();
+            let want = vec![
+                (
+                    "dsr-node-0".to_string(),
+                    "registry.invalid/logs:1".to_string(),
+                ),
+                (
+                    "dsr-node-1".to_string(),
+                    "registry.invalid/logs:1".to_string(),
+                ),
+                (
+                    "dsr-node-2".to_string(),
+                    "registry.invalid/logs:3".to_string(),
+                ),
+            ];
+            (images == want).then_some(())
+        },
+    )
     .await;
 
     // Back to RollingUpdate, surging: each node gets its new pod before the old one goes.
@@ -611,7 +534,7 @@ async fn daemon_set_rolls_out_and_back() {
     h.kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
         .await;
     let uid = h.daemon_sets().get("logs").await.unwrap().metadata.uid;
-    let after = eventually("the pods adopted", || async {
+    let after = eventually_for(DEADLINE, "the pods adopted", || async {
         let by_node = h.pods_by_node("logs").await;
         let adopted = by_node.values().flatten().all(|p| {
             p.owner_references()

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod https;
 pub mod kubectl;
 pub mod node_cleanup;
+pub mod sim;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
