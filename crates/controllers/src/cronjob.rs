@@ -16,22 +16,20 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 
 use crate::job::{find_condition, COND_COMPLETE, COND_FAILED};
-use crate::replicaset::retry_backoff;
+use crate::runner::{drive, RetryBackoff};
 use events::{EventRecorder, EventType};
 
 pub const SCHEDULED_TIMESTAMP_ANNOTATION: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -67,7 +65,7 @@ struct Context {
     now: Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>,
     client: kube::Client,
     recorder: EventRecorder,
-    failures: Mutex<HashMap<ObjectRef<CronJob>, u32>>,
+    backoff: RetryBackoff<CronJob>,
 }
 
 /// Runs the controller until `shutdown` completes.
@@ -84,45 +82,31 @@ pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
     let ctx = Arc::new(Context {
         now: config.now,
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: RetryBackoff::new(),
     });
-    Controller::new(
+    let controller = Controller::new(
         Api::<CronJob>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Job>::all(client), watcher::Config::default())
-    .graceful_shutdown_on(async move {
-        let _ = stop_rx.await;
-    })
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "cronjob sync failed");
-        }
-    })
+    .owns(Api::<Job>::all(client), watcher::Config::default());
+    drive(
+        "cronjob",
+        controller,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
+    )
     .await;
     Ok(())
 }
 
 fn error_policy(cj: Arc<CronJob>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(&*cj);
-    let n = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    tracing::debug!(cronjob = %cj.name_any(), error = %err, retries = n, "requeue");
-    Action::requeue(retry_backoff(n))
+    ctx.backoff.failed(&cj, err)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -561,10 +545,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
             )
             .await?;
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(&*cj));
+    ctx.backoff.succeeded(&cj);
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 

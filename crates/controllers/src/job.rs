@@ -39,9 +39,9 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use crate::replicaset::{
-    deletion_order, is_namespace_terminating, is_pod_ready, retry_backoff, selector_matches,
-    slow_start_batches,
+    deletion_order, is_namespace_terminating, is_pod_ready, selector_matches, slow_start_batches,
 };
+use crate::runner::{drive, RetryBackoff};
 use events::{EventRecorder, EventType};
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -76,7 +76,7 @@ pub enum Error {
 struct Context {
     client: kube::Client,
     recorder: EventRecorder,
-    failures: Mutex<HashMap<ObjectRef<Job>, u32>>,
+    backoff: RetryBackoff<Job>,
     /// Per Job uid: failures since the last success, kept past the pods themselves (a
     /// deleted pod vanishes once counted, its back-off must not).
     backoffs: Mutex<HashMap<String, BackoffRecord>>,
@@ -87,32 +87,17 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
     let orphans = tokio::spawn(release_orphaned_pods(client.clone(), store));
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: RetryBackoff::new(),
         backoffs: Mutex::new(HashMap::new()),
     });
-    controller
-        .owns(Api::<Pod>::all(client), watcher::Config::default())
-        .graceful_shutdown_on(async move {
-            let _ = stop_rx.await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "job sync failed");
-            }
-        })
-        .await;
+    let controller = controller.owns(Api::<Pod>::all(client), watcher::Config::default());
+    drive("job", controller, shutdown, reconcile, error_policy, ctx).await;
     orphans.abort();
     Ok(())
 }
@@ -155,15 +140,7 @@ async fn release_orphaned_pods(client: kube::Client, jobs: Store<Job>) {
 }
 
 fn error_policy(job: Arc<Job>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(&*job);
-    let n = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    tracing::debug!(job = %job.name_any(), error = %err, retries = n, "requeue");
-    Action::requeue(retry_backoff(n))
+    ctx.backoff.failed(&job, err)
 }
 
 fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
@@ -905,10 +882,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     if let Some(msg) = manage_err {
         return Err(Error::ManagePods(msg));
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(&*job));
+    ctx.backoff.succeeded(&job);
     if finished_condition(&Job {
         status: Some(status.clone()),
         ..(*job).clone()
@@ -1297,10 +1271,7 @@ async fn ttl_action(job: &Job, api: &Api<Job>, ctx: &Context) -> Result<Action, 
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(job));
+    ctx.backoff.succeeded(job);
     Ok(Action::await_change())
 }
 

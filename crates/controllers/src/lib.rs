@@ -16,6 +16,7 @@ pub mod leader_election;
 pub mod node_lifecycle;
 pub mod nodeipam;
 pub mod replicaset;
+pub mod runner;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod volume;

@@ -5,12 +5,10 @@
 //! Keyed on Namespaces and woken by changes to ServiceAccounts named `default`, so a
 //! deletion is answered at once and the initial list covers anything missed while down.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
@@ -19,7 +17,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use crate::replicaset::{is_namespace_terminating, retry_backoff};
+use crate::replicaset::is_namespace_terminating;
+use crate::runner::{drive, RetryBackoff};
 
 /// The ServiceAccounts every namespace gets.
 pub const DEFAULT_SERVICE_ACCOUNTS: [&str; 1] = ["default"];
@@ -34,7 +33,7 @@ pub enum Error {
 
 struct Context {
     client: kube::Client,
-    failures: Mutex<HashMap<ObjectRef<Namespace>, u32>>,
+    backoff: RetryBackoff<Namespace>,
 }
 
 /// Runs the controller until `shutdown` completes.
@@ -42,16 +41,11 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
     let ctx = Arc::new(Context {
         client: client.clone(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: RetryBackoff::new(),
     });
-    Controller::new(
+    let controller = Controller::new(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -65,29 +59,21 @@ pub async fn run(
                 .filter(|_| wanted)
                 .map(|ns| ObjectRef::<Namespace>::new(&ns))
         },
+    );
+    drive(
+        "serviceaccount",
+        controller,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
     )
-    .graceful_shutdown_on(async move {
-        let _ = stop_rx.await;
-    })
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "serviceaccount sync failed");
-        }
-    })
     .await;
     Ok(())
 }
 
 fn error_policy(ns: Arc<Namespace>, err: &Error, ctx: Arc<Context>) -> Action {
-    let n = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(ObjectRef::from_obj(&*ns)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    tracing::debug!(namespace = %ns.name_any(), error = %err, retries = n, "requeue");
-    Action::requeue(retry_backoff(n))
+    ctx.backoff.failed(&ns, err)
 }
 
 /// Whether the namespace is being deleted: no new objects go into it.
@@ -135,10 +121,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
             Err(e) => return Err(e.into()),
         }
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(&*ns));
+    ctx.backoff.succeeded(&ns);
     Ok(Action::requeue(RESYNC))
 }
 

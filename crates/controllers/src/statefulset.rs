@@ -26,12 +26,11 @@
 
 pub mod logic;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -46,7 +45,8 @@ use events::{EventRecorder, EventType};
 use logic::{DeleteReason, Plan, Revisions, Step, UpdateRevision};
 
 use crate::history;
-use crate::replicaset::{is_namespace_terminating, retry_backoff, selector_matches};
+use crate::replicaset::{is_namespace_terminating, selector_matches};
+use crate::runner::{drive, RetryBackoff};
 
 const COMPONENT: &str = "statefulset-controller";
 /// A periodic resync, so that nothing is left waiting on a lost event.
@@ -72,7 +72,7 @@ struct Context {
     client: kube::Client,
     recorder: EventRecorder,
     /// Consecutive failed syncs per StatefulSet, for the retry back-off.
-    failures: Mutex<HashMap<ObjectRef<StatefulSet>, u32>>,
+    backoff: RetryBackoff<StatefulSet>,
 }
 
 /// Runs the controller until `shutdown` completes.
@@ -80,11 +80,6 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
     let controller = Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
@@ -93,24 +88,22 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: RetryBackoff::new(),
     });
-    controller
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default(),
-            move |pod: Pod| sets_for_pod(&store, &pod),
-        )
-        .graceful_shutdown_on(async move {
-            let _ = stop_rx.await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "statefulset sync failed");
-            }
-        })
-        .await;
+    let controller = controller.watches(
+        Api::<Pod>::all(client),
+        watcher::Config::default(),
+        move |pod: Pod| sets_for_pod(&store, &pod),
+    );
+    drive(
+        "statefulset",
+        controller,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
+    )
+    .await;
     Ok(())
 }
 
@@ -144,23 +137,12 @@ fn controller_of(refs: &[OwnerReference]) -> Option<&OwnerReference> {
 }
 
 fn error_policy(set: Arc<StatefulSet>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(&*set);
-    let n = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    tracing::debug!(statefulset = %set.name_any(), error = %err, retries = n, "requeue");
-    Action::requeue(retry_backoff(n))
+    ctx.backoff.failed(&set, err)
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let action = Sync::new(&ctx, &set)?.run().await?;
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(&*set));
+    ctx.backoff.succeeded(&set);
     Ok(action)
 }
 

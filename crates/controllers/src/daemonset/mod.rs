@@ -40,9 +40,8 @@ use serde_json::json;
 use events::{EventRecorder, EventType};
 
 use crate::history;
-use crate::replicaset::{
-    is_namespace_terminating, retry_backoff, selector_matches, slow_start_batches,
-};
+use crate::replicaset::{is_namespace_terminating, selector_matches, slow_start_batches};
+use crate::runner::{drive, RetryBackoff};
 use logic::{Eligibility, FailedPodBackoff};
 
 const COMPONENT: &str = "daemonset-controller";
@@ -77,7 +76,7 @@ struct Context {
     client: kube::Client,
     recorder: EventRecorder,
     /// Consecutive failed syncs per DaemonSet, for the exponential retry back-off.
-    failures: Mutex<HashMap<ObjectRef<DaemonSet>, u32>>,
+    backoff: RetryBackoff<DaemonSet>,
     failed_pods: Mutex<FailedPodBackoff>,
 }
 
@@ -86,11 +85,6 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
     let controller = Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
@@ -99,12 +93,12 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: RetryBackoff::new(),
         failed_pods: Mutex::new(FailedPodBackoff::default()),
     });
     let pods_store = store.clone();
     let nodes_store = store;
-    controller
+    let controller = controller
         .watches(
             Api::<Pod>::all(client.clone()),
             watcher::Config::default(),
@@ -116,17 +110,16 @@ pub async fn run(
                 .iter()
                 .map(|ds| ObjectRef::from_obj(&**ds))
                 .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(async move {
-            let _ = stop_rx.await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "daemonset sync failed");
-            }
-        })
-        .await;
+        });
+    drive(
+        "daemonset",
+        controller,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
+    )
+    .await;
     Ok(())
 }
 
@@ -241,15 +234,7 @@ fn controller_of(
 }
 
 fn error_policy(ds: Arc<DaemonSet>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(&*ds);
-    let n = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    tracing::debug!(daemonset = %ds.name_any(), error = %err, retries = n, "requeue");
-    Action::requeue(retry_backoff(n))
+    ctx.backoff.failed(&ds, err)
 }
 
 fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {
@@ -393,10 +378,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     if let Some(e) = sync_err {
         return Err(e);
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(&*ds));
+    ctx.backoff.succeeded(&ds);
     if min_ready > 0 && status.number_ready != status.number_available.unwrap_or(0) {
         requeue = requeue.min(Duration::from_secs(min_ready as u64));
     }
