@@ -19,7 +19,8 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::{Server, ServerOptions};
+use support::sim::{image_of, is_ready, nodes, SimCluster};
+use support::ServerOptions;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 const NS: &str = "default";
@@ -35,64 +36,25 @@ struct Seen {
 }
 
 struct Harness {
-    server: Server,
-    client: kube::Client,
-    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    sim: SimCluster,
     version: &'static str,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = SimCluster;
+    fn deref(&self) -> &SimCluster {
+        &self.sim
+    }
 }
 
 impl Harness {
     async fn start(test: &str, nodes: usize, version: &'static str) -> Self {
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-        let server = Server::start_with(ServerOptions {
-            with_scheduler: true,
-            with_controllers: true,
-            ..Default::default()
-        });
-        let client = server.kube_client().await;
-        let sim = agent::simulated::SimulatedConfig {
-            count: nodes,
-            name_prefix: format!("{test}-node"),
-            ..Default::default()
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(agent::simulated::run(client.clone(), sim, async {
-            let _ = rx.await;
-        }));
-        Harness {
-            server,
-            client,
-            stop: vec![tx],
-            version,
-        }
-    }
-
-    async fn kubectl_output(
-        &self,
-        args: &[&str],
-        stdin: Option<String>,
-    ) -> support::kubectl::KubectlOutput {
-        let mut k = self.server.kubectl(self.version).timeout(DEADLINE);
-        if let Some(s) = stdin {
-            k = k.stdin(s);
-        }
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            k.run(&a)
-        })
-        .await
-        .unwrap()
+        let sim = SimCluster::with_nodes(&format!("{test}-node"), nodes, true).await;
+        Harness { sim, version }
     }
 
     async fn kubectl(&self, args: &[&str], stdin: Option<String>) -> String {
-        let out = self.kubectl_output(args, stdin).await;
-        out.expect_success(&format!("kubectl {args:?}")).to_string()
+        self.sim.kubectl(self.version, DEADLINE, args, stdin).await
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -125,9 +87,7 @@ impl Harness {
         let log = seen.clone();
         let cfg = watcher::Config::default().labels(&format!("app={app}"));
         let stream = watcher::watcher(self.pods(), cfg);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        self.stop.push(tx);
-        tokio::spawn(async move {
+        self.sim.spawn(move |_, shutdown| async move {
             let record = |pod: &Pod, gone: bool| Seen {
                 name: pod.name_any(),
                 uid: pod.uid().unwrap_or_default(),
@@ -135,7 +95,7 @@ impl Harness {
                 terminating: pod.metadata.deletion_timestamp.is_some(),
                 gone,
             };
-            let mut stream = std::pin::pin!(stream.take_until(rx));
+            let mut stream = std::pin::pin!(stream.take_until(shutdown));
             while let Some(ev) = stream.next().await {
                 let mut log = log.lock().unwrap();
                 match ev {
@@ -212,14 +172,6 @@ impl Harness {
     }
 }
 
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for s in self.stop.drain(..) {
-            let _ = s.send(());
-        }
-    }
-}
-
 fn tail(s: &str, n: usize) -> &str {
     let mut start = s.len().saturating_sub(n);
     while !s.is_char_boundary(start) {
@@ -228,22 +180,8 @@ fn tail(s: &str, n: usize) -> &str {
     &s[start..]
 }
 
-fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn names(pods: &[Pod]) -> Vec<String> {
     pods.iter().map(|p| p.name_any()).collect()
-}
-
-fn image(p: &Pod) -> String {
-    p.spec.as_ref().unwrap().containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
 }
 
 fn manifest(name: &str, replicas: i32, extra: serde_json::Value) -> String {
@@ -460,7 +398,7 @@ async fn rolling_update_status_history_and_undo() {
         .await;
     assert!(out.contains("roll out complete"), "{out}");
     let pods = h.converged("roll", 3).await;
-    assert!(pods.iter().all(|p| image(p) == "registry.local/app:2"));
+    assert!(pods.iter().all(|p| image_of(p) == "registry.local/app:2"));
     let set = h.sets().get("roll").await.unwrap();
     let st = set.status.unwrap();
     assert_eq!(st.current_revision, st.update_revision);
@@ -507,7 +445,7 @@ async fn rolling_update_status_history_and_undo() {
         (pods.len() == 3
             && pods
                 .iter()
-                .all(|p| is_ready(p) && image(p) == "registry.local/app:1"))
+                .all(|p| is_ready(p) && image_of(p) == "registry.local/app:1"))
         .then_some(pods)
     })
     .await
@@ -676,7 +614,7 @@ async fn partition_and_on_delete() {
     })
     .await
     .unwrap();
-    let images: Vec<String> = pods.iter().map(image).collect();
+    let images: Vec<String> = pods.iter().map(image_of).collect();
     assert_eq!(
         images,
         [
@@ -724,30 +662,23 @@ async fn partition_and_on_delete() {
     })
     .await
     .expect("ondel-1 recreated");
-    assert_eq!(image(&back), "registry.local/app:2");
+    assert_eq!(image_of(&back), "registry.local/app:2");
     let untouched = h.pods().get("ondel-0").await.unwrap();
     assert_eq!(untouched.uid().as_ref(), before.first());
-    assert_eq!(image(&untouched), "registry.local/app:1");
+    assert_eq!(image_of(&untouched), "registry.local/app:1");
 }
 
 /// Level-triggered: changes made while the controller is down (a pod deleted, the set
 /// scaled down) are put right by a new controller from the state it finds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_controller_converges() {
-    let server = Server::start_with(ServerOptions {
+    let mut sim = SimCluster::start(ServerOptions {
         with_scheduler: true,
         ..Default::default()
-    });
-    let client = server.kube_client().await;
-    let sim = agent::simulated::SimulatedConfig {
-        count: 1,
-        name_prefix: "sts-restart-node".into(),
-        ..Default::default()
-    };
-    let (sim_stop, sim_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(agent::simulated::run(client.clone(), sim, async {
-        let _ = sim_stopped.await;
-    }));
+    })
+    .await;
+    sim.add_nodes(nodes("sts-restart-node", 1)).await;
+    let client = sim.client.clone();
     let start_controller = |client: kube::Client| {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(controllers::statefulset::run(client, async {
@@ -756,9 +687,7 @@ async fn a_restarted_controller_converges() {
         (tx, task)
     };
     let h = Harness {
-        server,
-        client: client.clone(),
-        stop: vec![sim_stop],
+        sim,
         version: "1.33",
     };
     let (stop, task) = start_controller(client.clone());
