@@ -15,55 +15,28 @@ use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::{Server, ServerOptions};
+use support::sim::{image_of, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
 struct Harness {
-    server: Server,
-    client: kube::Client,
-    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    sim: SimCluster,
     version: &'static str,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = SimCluster;
+    fn deref(&self) -> &SimCluster {
+        &self.sim
+    }
 }
 
 impl Harness {
     async fn start(test: &str, nodes: usize, version: &'static str) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
-        let server = Server::start_with(ServerOptions {
-            with_scheduler: true,
-            ..Default::default()
-        });
-        let client = server.kube_client().await;
-        let sim = agent::simulated::SimulatedConfig {
-            count: nodes,
-            name_prefix: format!("{test}-node"),
-            ..Default::default()
-        };
-        let mut stop = Vec::new();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(agent::simulated::run(client.clone(), sim, async {
-            let _ = rx.await;
-        }));
-        stop.push(tx);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(controllers::replicaset::run(client.clone(), async {
-            let _ = rx.await;
-        }));
-        stop.push(tx);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(controllers::deployment::run(client.clone(), async {
-            let _ = rx.await;
-        }));
-        stop.push(tx);
-        Harness {
-            server,
-            client,
-            stop,
-            version,
-        }
+        let mut sim = SimCluster::with_nodes(&format!("{test}-node"), nodes, false).await;
+        sim.spawn(controllers::replicaset::run);
+        sim.spawn(controllers::deployment::run);
+        Harness { sim, version }
     }
 
     async fn kubectl_output(
@@ -71,22 +44,13 @@ impl Harness {
         args: &[&str],
         stdin: Option<String>,
     ) -> support::kubectl::KubectlOutput {
-        let mut k = self.server.kubectl(self.version).timeout(DEADLINE);
-        if let Some(s) = stdin {
-            k = k.stdin(s);
-        }
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            k.run(&a)
-        })
-        .await
-        .unwrap()
+        self.sim
+            .kubectl_output(self.version, DEADLINE, args, stdin)
+            .await
     }
 
     async fn kubectl(&self, args: &[&str], stdin: Option<String>) -> String {
-        let out = self.kubectl_output(args, stdin).await;
-        out.expect_success(&format!("kubectl {args:?}")).to_string()
+        self.sim.kubectl(self.version, DEADLINE, args, stdin).await
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -187,21 +151,6 @@ impl Harness {
         });
         out
     }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for s in self.stop.drain(..) {
-            let _ = s.send(());
-        }
-    }
-}
-
-fn image_of(p: &Pod) -> String {
-    p.spec.as_ref().unwrap().containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
 }
 
 fn annotation(r: &ReplicaSet, k: &str) -> Option<String> {

@@ -16,67 +16,44 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::{Server, ServerOptions};
+use support::sim::{run_kubectl, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
 struct Harness {
-    server: Server,
-    client: kube::Client,
-    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    sim: SimCluster,
     /// Which installed kubectl the test drives (tests spread over 1.29..1.33).
     kubectl_version: &'static str,
 }
 
+impl std::ops::Deref for Harness {
+    type Target = SimCluster;
+    fn deref(&self) -> &SimCluster {
+        &self.sim
+    }
+}
+
 impl Harness {
+    // RUST_LOG=flotilla_controllers=debug shows the controller's syncs.
     async fn start(test: &str, nodes: usize, kubectl_version: &'static str) -> Self {
-        // RUST_LOG=flotilla_controllers=debug shows the controller's syncs. Without it,
-        // nothing: the clients' reconnect errors once a test's server is gone are noise.
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-        let server = Server::start_with(ServerOptions {
-            with_scheduler: true,
-            ..Default::default()
-        });
-        let client = server.kube_client().await;
-        let sim = agent::simulated::SimulatedConfig {
-            count: nodes,
-            name_prefix: format!("{test}-node"),
-            ..Default::default()
-        };
-        let (sim_stop, sim_stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(agent::simulated::run(client.clone(), sim, async {
-            let _ = sim_stopped.await;
-        }));
-        let (rs_stop, rs_stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(controllers::replicaset::run(client.clone(), async {
-            let _ = rs_stopped.await;
-        }));
+        let mut sim = SimCluster::with_nodes(&format!("{test}-node"), nodes, false).await;
+        sim.spawn(controllers::replicaset::run);
         Harness {
-            server,
-            client,
-            stop: vec![sim_stop, rs_stop],
+            sim,
             kubectl_version,
         }
     }
 
     async fn kubectl(&self, args: &[&str], stdin: Option<String>) -> String {
-        let mut k = self.server.kubectl(self.kubectl_version);
-        if let Some(s) = stdin {
-            k = k.stdin(s);
-        }
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let out = tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            k.run(&a)
-        })
-        .await
-        .unwrap();
-        out.expect_success("kubectl").to_string()
+        let k = self.server.kubectl(self.kubectl_version);
+        let k = match stdin {
+            Some(s) => k.stdin(s),
+            None => k,
+        };
+        run_kubectl(k, args)
+            .await
+            .expect_success("kubectl")
+            .to_string()
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -133,14 +110,6 @@ impl Harness {
                 pods.len()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for s in self.stop.drain(..) {
-            let _ = s.send(());
         }
     }
 }
