@@ -19,15 +19,20 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::{Server, ServerOptions};
+use support::sim::{eventually_for, phase_of, run_kubectl, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
 struct Harness {
-    server: Server,
-    client: kube::Client,
-    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    sim: SimCluster,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = SimCluster;
+    fn deref(&self) -> &SimCluster {
+        &self.sim
+    }
 }
 
 impl Harness {
@@ -37,34 +42,8 @@ impl Harness {
 
     /// With `offset` (seconds), the CronJob controller's clock runs that far ahead.
     async fn start_with_clock(test: &str, offset: Option<Arc<AtomicI64>>) -> Self {
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-        let server = Server::start_with(ServerOptions {
-            with_scheduler: true,
-            ..Default::default()
-        });
-        let client = server.kube_client().await;
-        let sim = agent::simulated::SimulatedConfig {
-            count: 2,
-            name_prefix: format!("{test}-node"),
-            ..Default::default()
-        };
-        let mut stop = Vec::new();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(agent::simulated::run(client.clone(), sim, async {
-            let _ = rx.await;
-        }));
-        stop.push(tx);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(controllers::job::run(client.clone(), async {
-            let _ = rx.await;
-        }));
-        stop.push(tx);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut sim = SimCluster::with_nodes(&format!("{test}-node"), 2, false).await;
+        sim.spawn(controllers::job::run);
         let mut config = controllers::cronjob::Config::default();
         if let Some(offset) = offset {
             config.now = Arc::new(move || {
@@ -72,31 +51,15 @@ impl Harness {
                     + jiff::SignedDuration::from_secs(offset.load(Ordering::SeqCst))
             });
         }
-        tokio::spawn(controllers::cronjob::run_with(
-            client.clone(),
-            config,
-            async {
-                let _ = rx.await;
-            },
-        ));
-        stop.push(tx);
-        Harness {
-            server,
-            client,
-            _stop: stop,
-        }
+        sim.spawn(move |client, shutdown| controllers::cronjob::run_with(client, config, shutdown));
+        Harness { sim }
     }
 
     async fn kubectl(&self, args: &[&str]) -> String {
-        let k = self.server.kubectl("1.33");
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let out = tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            k.run(&a)
-        })
-        .await
-        .unwrap();
-        out.expect_success("kubectl").to_string()
+        run_kubectl(self.server.kubectl("1.33"), args)
+            .await
+            .expect_success("kubectl")
+            .to_string()
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -133,18 +96,18 @@ impl Harness {
 
     /// Waits for `n` Running, not terminating pods of `job`.
     async fn running(&self, job: &str, n: usize) -> Vec<Pod> {
-        testkit::wait_for_async(DEADLINE, || async {
+        let what = format!("{n} running pods of job {job}");
+        eventually_for(DEADLINE, &what, || async {
             let pods: Vec<Pod> = self
                 .job_pods(job)
                 .await
                 .into_iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter(|p| phase(p) == Some("Running"))
+                .filter(|p| phase_of(p) == Some("Running"))
                 .collect();
             (pods.len() == n).then_some(pods)
         })
         .await
-        .unwrap_or_else(|| panic!("{n} running pods of job {job}"))
     }
 
     /// Ends a pod as its kubelet would: terminal phase and a terminated container.
@@ -173,17 +136,12 @@ impl Harness {
 
     /// Waits until `check` holds for Job `name`; returns it.
     async fn job_until(&self, name: &str, what: &str, check: impl Fn(&Job) -> bool) -> Job {
-        testkit::wait_for_async(DEADLINE, || async {
+        eventually_for(DEADLINE, &format!("job {name}: {what}"), || async {
             let job = self.jobs().get(name).await.ok()?;
             check(&job).then_some(job)
         })
         .await
-        .unwrap_or_else(|| panic!("job {name}: {what}"))
     }
-}
-
-fn phase(p: &Pod) -> Option<&str> {
-    p.status.as_ref().and_then(|s| s.phase.as_deref())
 }
 
 fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a str> {
@@ -666,7 +624,7 @@ async fn a_job_with_a_manual_selector_adopts_a_matching_orphan() {
             .owner_references()
             .iter()
             .any(|o| o.controller == Some(true) && Some(&o.uid) == job.metadata.uid.as_ref());
-        (ours && phase(&p) == Some("Running")).then_some(p)
+        (ours && phase_of(&p) == Some("Running")).then_some(p)
     })
     .await
     .expect("the orphan is adopted");

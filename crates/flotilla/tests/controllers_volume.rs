@@ -14,55 +14,34 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use support::{Server, ServerOptions};
+use support::sim::{eventually_for, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const NS: &str = "default";
 const CLEANUP_FINALIZER: &str = "flotilla.io/local-path-cleanup";
 
 struct Harness {
-    _server: Server,
-    client: kube::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    sim: SimCluster,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = SimCluster;
+    fn deref(&self) -> &SimCluster {
+        &self.sim
+    }
 }
 
 impl Harness {
     /// A server with scheduler and controllers, and `count` simulated nodes `<prefix>-<i>`.
     async fn start(prefix: &str, count: usize) -> Self {
-        let server = Server::start_with(ServerOptions {
-            with_scheduler: true,
-            with_controllers: true,
-            ..Default::default()
-        });
-        let client = server.kube_client().await;
-        let sim = agent::simulated::SimulatedConfig {
-            count,
-            name_prefix: prefix.into(),
-            ..Default::default()
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(agent::simulated::run(client.clone(), sim, async {
-            let _ = rx.await;
-        }));
-        let nodes: Api<Node> = Api::all(client.clone());
-        eventually(&format!("{count} nodes {prefix}-*"), || {
-            let nodes = nodes.clone();
-            async move {
-                let n = nodes.list(&ListParams::default()).await.ok()?.items;
-                (n.len() == count).then_some(())
-            }
-        })
-        .await;
         Harness {
-            _server: server,
-            client,
-            _stop: tx,
+            sim: SimCluster::with_nodes(prefix, count, true).await,
         }
     }
 
@@ -97,7 +76,7 @@ impl Harness {
         check: impl Fn(&PersistentVolumeClaim) -> bool,
     ) -> PersistentVolumeClaim {
         let api = self.claims();
-        eventually(what, || {
+        eventually_for(DEADLINE, what, || {
             let api = api.clone();
             let check = &check;
             async move { api.get_opt(name).await.ok()?.filter(|c| check(c)) }
@@ -112,7 +91,7 @@ impl Harness {
         check: impl Fn(&PersistentVolume) -> bool,
     ) -> PersistentVolume {
         let api = self.volumes();
-        eventually(what, || {
+        eventually_for(DEADLINE, what, || {
             let api = api.clone();
             let check = &check;
             async move { api.get_opt(name).await.ok()?.filter(|v| check(v)) }
@@ -122,7 +101,7 @@ impl Harness {
 
     async fn scheduled_node(&self, pod: &str) -> String {
         let api = self.pods();
-        eventually(&format!("pod {pod} scheduled"), || {
+        eventually_for(DEADLINE, &format!("pod {pod} scheduled"), || {
             let api = api.clone();
             async move {
                 api.get(pod)
@@ -135,17 +114,6 @@ impl Harness {
         })
         .await
     }
-}
-
-/// Polls `check` until it yields a value, failing after [`DEADLINE`] with `what`.
-async fn eventually<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    testkit::wait_for_async(DEADLINE, check)
-        .await
-        .unwrap_or_else(|| panic!("timed out: {what}"))
 }
 
 fn phase_of_claim(c: &PersistentVolumeClaim) -> &str {
@@ -206,7 +174,7 @@ async fn a_class_less_claim_gets_local_path_and_a_volume_on_its_pods_node() {
 
     // The controller's default class.
     let classes: Api<StorageClass> = Api::all(h.client.clone());
-    let class = eventually("StorageClass local-path", || {
+    let class = eventually_for(DEADLINE, "StorageClass local-path", || {
         let classes = classes.clone();
         async move { classes.get_opt("local-path").await.ok()? }
     })
@@ -238,7 +206,7 @@ async fn a_class_less_claim_gets_local_path_and_a_volume_on_its_pods_node() {
 
     // No consumer yet: the claim waits, and says so.
     let events: Api<Event> = Api::namespaced(h.client.clone(), NS);
-    eventually("WaitForFirstConsumer event", || {
+    eventually_for(DEADLINE, "WaitForFirstConsumer event", || {
         let events = events.clone();
         async move {
             let list = events.list(&ListParams::default()).await.ok()?.items;
@@ -282,7 +250,7 @@ async fn a_class_less_claim_gets_local_path_and_a_volume_on_its_pods_node() {
     let pv = h
         .volume_where(&pv_name, "volume Bound", |v| phase_of_volume(v) == "Bound")
         .await;
-    eventually("ProvisioningSucceeded event", || {
+    eventually_for(DEADLINE, "ProvisioningSucceeded event", || {
         let events = events.clone();
         async move {
             let list = events.list(&ListParams::default()).await.ok()?.items;
@@ -348,7 +316,7 @@ async fn a_class_less_claim_gets_local_path_and_a_volume_on_its_pods_node() {
         .await
         .unwrap();
     let volumes = h.volumes();
-    eventually("volume deleted", || {
+    eventually_for(DEADLINE, "volume deleted", || {
         let volumes = volumes.clone();
         let name = pv_name.clone();
         async move { volumes.get_opt(&name).await.ok()?.is_none().then_some(()) }
@@ -390,7 +358,7 @@ async fn static_volumes_bind_by_class_and_size_and_pin_their_pods() {
     // A pod whose claim does not exist is unschedulable, saying why.
     h.create(&h.pods(), pod_json("orphan", "missing")).await;
     let pods = h.pods();
-    let message = eventually("orphan PodScheduled=False", || {
+    let message = eventually_for(DEADLINE, "orphan PodScheduled=False", || {
         let pods = pods.clone();
         async move {
             let p = pods.get("orphan").await.ok()?;
@@ -525,7 +493,7 @@ async fn static_volumes_bind_by_class_and_size_and_pin_their_pods() {
 async fn a_claim_made_while_there_is_no_default_class_gets_one_later() {
     let h = Harness::start("vol-late", 1).await;
     let classes: Api<StorageClass> = Api::all(h.client.clone());
-    eventually("StorageClass local-path", || {
+    eventually_for(DEADLINE, "StorageClass local-path", || {
         let classes = classes.clone();
         async move { classes.get_opt("local-path").await.ok()? }
     })
@@ -535,7 +503,7 @@ async fn a_claim_made_while_there_is_no_default_class_gets_one_later() {
         .delete("local-path", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("local-path deleted", || {
+    eventually_for(DEADLINE, "local-path deleted", || {
         let classes = classes.clone();
         async move {
             classes
