@@ -45,6 +45,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
 
+use crate::runner::RetryBackoff;
 use events::{EventRecorder, EventType};
 
 /// Where the kubelets' Leases live.
@@ -125,8 +126,7 @@ struct Context {
     pods: Store<Pod>,
     nodes: Store<Node>,
     recorder: EventRecorder,
-    /// Consecutive failures per node, for the retry back-off.
-    failures: Mutex<HashMap<String, u32>>,
+    backoff: RetryBackoff<Node>,
     /// When each node's heartbeat was last seen to change, by this controller's clock.
     probes: Mutex<HashMap<String, Probe>>,
     /// The NoExecute tainting rate limiter of each zone.
@@ -166,7 +166,7 @@ pub async fn run_with(
         config,
         leases: lease_store.clone(),
         pods: pod_store.clone(),
-        failures: Mutex::default(),
+        backoff: RetryBackoff::with_delay(retry_delay),
         limiters: Mutex::default(),
         probes: Mutex::default(),
     });
@@ -209,18 +209,8 @@ pub async fn run_with(
 }
 
 fn error_policy(node: Arc<Node>, error: &Error, ctx: Arc<Context>) -> Action {
-    let name = node.name_any();
-    let n = ctx
-        .failures
-        .lock()
-        .map(|mut f| {
-            let n = f.entry(name.clone()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        })
-        .unwrap_or(1);
-    let delay = retry_delay(n);
-    tracing::warn!(node = %name, error = %error, retry_in = ?delay, "node lifecycle");
+    let delay = ctx.backoff.delay(ctx.backoff.record_failure(&node));
+    tracing::warn!(node = %node.name_any(), error = %error, retry_in = ?delay, "node lifecycle");
     Action::requeue(delay)
 }
 
@@ -372,9 +362,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         }
     }
 
-    if let Ok(mut f) = ctx.failures.lock() {
-        f.remove(&name);
-    }
+    ctx.backoff.succeeded(&node);
     let mut wait = ctx.config.monitor_period;
     if !silent {
         // Look again just after the heartbeat would go stale.

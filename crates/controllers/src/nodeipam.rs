@@ -19,18 +19,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
 use events::{EventRecorder, EventType};
 
-use crate::replicaset::retry_backoff;
+use crate::runner::{drive, RetryBackoff};
 
 const COMPONENT: &str = "node-ipam-controller";
 /// The default `--cluster-cidr` (k3s's).
@@ -224,7 +223,7 @@ struct Context {
     nodes: Store<Node>,
     /// Subnets written to a Node that the cache may not show yet, by node name.
     in_flight: Mutex<HashMap<String, IpNet>>,
-    failures: Mutex<HashMap<ObjectRef<Node>, u32>>,
+    backoff: RetryBackoff<Node>,
 }
 
 /// Runs the controller with the default cluster CIDR until `shutdown` completes.
@@ -242,12 +241,6 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let set = config.cidr_set()?;
-    // Controller wants a Sync shutdown future; the caller's need not be.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
     let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default());
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
@@ -255,26 +248,24 @@ pub async fn run_with(
         set,
         nodes: controller.store(),
         in_flight: Mutex::new(HashMap::new()),
-        failures: Mutex::new(HashMap::new()),
+        backoff: RetryBackoff::new(),
     });
-    controller
-        .graceful_shutdown_on(async move {
-            let _ = stop_rx.await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "node ipam sync failed");
-            }
-        })
-        .await;
+    drive(
+        "nodeipam",
+        controller,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
+    )
+    .await;
     Ok(())
 }
 
 async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = node.name_any();
     if has_pod_cidr(&node) || node.metadata.deletion_timestamp.is_some() {
-        forget_success(&ctx, &node);
+        ctx.backoff.succeeded(&node);
         return Ok(Action::await_change());
     }
     let cidr = {
@@ -292,14 +283,8 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         } else {
             let Some(cidr) = allocate(&ctx.set, known.iter().map(|n| &**n), in_flight.values())
             else {
-                let retries = {
-                    let failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-                    failures
-                        .get(&ObjectRef::from_obj(&*node))
-                        .copied()
-                        .unwrap_or(0)
-                };
-                if retries % EXHAUSTED_EVENT_EVERY == 0 {
+                let retries = ctx.backoff.failures(&node);
+                if retries.is_multiple_of(EXHAUSTED_EVENT_EVERY) {
                     ctx.recorder.node_event(
                         &name,
                         EventType::Warning,
@@ -330,7 +315,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
                 "CIDRAssignmentSucceeded",
                 format!("Node {name} was assigned podCIDR {cidr}"),
             );
-            forget_success(&ctx, &node);
+            ctx.backoff.succeeded(&node);
             Ok(Action::await_change())
         }
         Err(e) => {
@@ -347,23 +332,12 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
     }
 }
 
-fn forget_success(ctx: &Context, node: &Node) {
-    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    failures.remove(&ObjectRef::from_obj(node));
-}
-
 fn error_policy(node: Arc<Node>, err: &Error, ctx: Arc<Context>) -> Action {
-    let n = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(ObjectRef::from_obj(&*node)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    tracing::debug!(node = %node.name_any(), error = %err, retries = n, "requeue");
+    let backoff = ctx.backoff.failed(&node, err);
     match err {
         // Exhaustion lasts until a node goes away; the back-off must not grow past that.
         Error::CidrNotAvailable(..) => Action::requeue(EXHAUSTED_RETRY),
-        _ => Action::requeue(retry_backoff(n)),
+        _ => backoff,
     }
 }
 

@@ -23,7 +23,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
@@ -36,7 +35,8 @@ use events::{EventRecorder, EventType};
 
 pub(crate) use pod_mapper::pod_triggers;
 
-use crate::replicaset::{is_namespace_terminating, retry_backoff};
+use crate::replicaset::is_namespace_terminating;
+use crate::runner::{drive, RetryBackoff};
 use subsets::{
     build_subsets, desired_labels, last_change_trigger_time, sort_subsets, truncate, TriggerState,
     CONTROLLER_NAME, LAST_CHANGE_TRIGGER_TIME, LEADER_ANNOTATION, MANAGED_BY, OVER_CAPACITY,
@@ -54,33 +54,10 @@ pub enum Error {
     NoNamespace(String),
 }
 
-/// Consecutive failures per object, for the exponential retry back-off.
-struct Failures<K: kube::Resource>(Mutex<HashMap<ObjectRef<K>, u32>>);
-
-impl<K: kube::Resource<DynamicType = ()>> Failures<K> {
-    fn new() -> Self {
-        Failures(Mutex::new(HashMap::new()))
-    }
-
-    fn record(&self, obj: &K) -> Duration {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ObjectRef::from_obj(obj)).or_insert(0);
-        *n = n.saturating_add(1);
-        retry_backoff(*n)
-    }
-
-    fn forget(&self, obj: &K) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&ObjectRef::from_obj(obj));
-    }
-}
-
 struct Context {
     client: kube::Client,
     recorder: EventRecorder,
-    failures: Failures<Service>,
+    backoff: RetryBackoff<Service>,
     triggers: Mutex<HashMap<ObjectRef<Service>, TriggerState>>,
     services: Store<Service>,
 }
@@ -120,12 +97,12 @@ async fn run_services(
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
-        failures: Failures::new(),
+        backoff: RetryBackoff::new(),
         triggers: Mutex::new(HashMap::new()),
         services: store.clone(),
     });
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY}={CONTROLLER_NAME}"));
-    controller
+    let controller = controller
         .reconcile_on(pod_mapper::pod_triggers(client.clone(), store))
         // Endpoints changed or deleted behind the controller's back are put right.
         .watches(Api::<Endpoints>::all(client), managed, |ep: Endpoints| {
@@ -133,15 +110,16 @@ async fn run_services(
                 .namespace
                 .clone()
                 .map(|ns| ObjectRef::<Service>::new(&ep.name_any()).within(&ns))
-        })
-        .graceful_shutdown_on(stopped)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "endpoints sync failed");
-            }
-        })
-        .await;
+        });
+    drive(
+        "endpoints",
+        controller,
+        stopped,
+        reconcile,
+        error_policy,
+        ctx,
+    )
+    .await;
 }
 
 /// Drops the state kept for Services that are gone, once it has grown to twice the
@@ -157,9 +135,7 @@ pub(crate) fn forget_deleted<V>(
 }
 
 fn error_policy(svc: Arc<Service>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.failures.record(&*svc);
-    tracing::debug!(service = %svc.name_any(), error = %err, "requeue");
-    Action::requeue(delay)
+    ctx.backoff.failed(&svc, err)
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -170,7 +146,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
         .clone()
         .ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let Some(selector) = ports::managed_selector(&svc) else {
-        ctx.failures.forget(&*svc);
+        ctx.backoff.succeeded(&svc);
         return Ok(Action::requeue(RESYNC));
     };
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -194,7 +170,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
     let current = api.get_opt(&name).await?;
     if let Some(cur) = &current {
         if up_to_date(cur, &subsets, &labels, over_capacity) {
-            ctx.failures.forget(&*svc);
+            ctx.backoff.succeeded(&svc);
             return Ok(Action::requeue(RESYNC));
         }
     }
@@ -231,7 +207,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
         match api.create(&PostParams::default(), &desired).await {
             // The namespace is going away, and the Endpoints with it.
             Err(e) if is_namespace_terminating(&e) => {
-                ctx.failures.forget(&*svc);
+                ctx.backoff.succeeded(&svc);
                 return Ok(Action::await_change());
             }
             r => r,
@@ -255,7 +231,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
         );
         return Err(e.into());
     }
-    ctx.failures.forget(&*svc);
+    ctx.backoff.succeeded(&svc);
     Ok(Action::requeue(RESYNC))
 }
 
@@ -293,7 +269,7 @@ pub(crate) fn service_ref(svc: &Service) -> ObjectReference {
 
 struct OrphanContext {
     client: kube::Client,
-    failures: Failures<Endpoints>,
+    backoff: RetryBackoff<Endpoints>,
 }
 
 /// Deletes the Endpoints this controller made once their Service is gone. Keyed on the
@@ -306,35 +282,27 @@ async fn run_orphans(
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY}={CONTROLLER_NAME}"));
     let ctx = Arc::new(OrphanContext {
         client: client.clone(),
-        failures: Failures::new(),
+        backoff: RetryBackoff::new(),
     });
-    Controller::new(Api::<Endpoints>::all(client.clone()), managed)
-        .watches(
-            Api::<Service>::all(client),
-            watcher::Config::default(),
-            |svc: Service| {
-                svc.metadata
-                    .namespace
-                    .clone()
-                    .map(|ns| ObjectRef::<Endpoints>::new(&svc.name_any()).within(&ns))
-            },
-        )
-        .graceful_shutdown_on(stopped)
-        .run(
-            reconcile_orphan,
-            |ep: Arc<Endpoints>, err: &Error, ctx: Arc<OrphanContext>| {
-                let delay = ctx.failures.record(&*ep);
-                tracing::debug!(endpoints = %ep.name_any(), error = %err, "requeue");
-                Action::requeue(delay)
-            },
-            ctx,
-        )
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "endpoints cleanup failed");
-            }
-        })
-        .await;
+    let controller = Controller::new(Api::<Endpoints>::all(client.clone()), managed).watches(
+        Api::<Service>::all(client),
+        watcher::Config::default(),
+        |svc: Service| {
+            svc.metadata
+                .namespace
+                .clone()
+                .map(|ns| ObjectRef::<Endpoints>::new(&svc.name_any()).within(&ns))
+        },
+    );
+    drive(
+        "endpoints-cleanup",
+        controller,
+        stopped,
+        reconcile_orphan,
+        |ep: Arc<Endpoints>, err: &Error, ctx: Arc<OrphanContext>| ctx.backoff.failed(&ep, err),
+        ctx,
+    )
+    .await;
 }
 
 async fn reconcile_orphan(ep: Arc<Endpoints>, ctx: Arc<OrphanContext>) -> Result<Action, Error> {
@@ -368,6 +336,6 @@ async fn reconcile_orphan(ep: Arc<Endpoints>, ctx: Arc<OrphanContext>) -> Result
             Err(e) => return Err(e.into()),
         }
     }
-    ctx.failures.forget(&*ep);
+    ctx.backoff.succeeded(&ep);
     Ok(Action::await_change())
 }

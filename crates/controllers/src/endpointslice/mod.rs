@@ -33,7 +33,8 @@ use kube::ResourceExt;
 use crate::endpoints::ports::{label_selector, managed_selector};
 use crate::endpoints::subsets::{last_change_trigger_time, TriggerState, LAST_CHANGE_TRIGGER_TIME};
 use crate::endpoints::{forget_deleted, pod_triggers, service_ref};
-use crate::replicaset::{is_namespace_terminating, retry_backoff};
+use crate::replicaset::is_namespace_terminating;
+use crate::runner::{drive, RetryBackoff};
 use events::{EventRecorder, EventType};
 use reconciler::{
     desired_groups, plan, CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, ZONE_LABEL,
@@ -57,7 +58,7 @@ struct Context {
     client: kube::Client,
     recorder: EventRecorder,
     nodes: Store<Node>,
-    failures: Mutex<HashMap<ObjectRef<Service>, u32>>,
+    backoff: RetryBackoff<Service>,
     triggers: Mutex<HashMap<ObjectRef<Service>, TriggerState>>,
     services: Store<Service>,
 }
@@ -97,20 +98,21 @@ pub async fn run(
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
         nodes: nodes.clone(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: RetryBackoff::new(),
         triggers: Mutex::new(HashMap::new()),
         services,
     });
-    let running = controller
+    let controller = controller
         .owns(Api::<EndpointSlice>::all(client.clone()), managed)
-        .reconcile_on(pods)
-        .graceful_shutdown_on(stopped())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "endpointslice sync failed");
-            }
-        });
+        .reconcile_on(pods);
+    let running = drive(
+        "endpointslice",
+        controller,
+        stopped(),
+        reconcile,
+        error_policy,
+        ctx,
+    );
     // Zones come from the node cache: start syncing once it has listed the nodes.
     let ready = tokio::select! {
         r = nodes.wait_until_ready() => r.is_ok(),
@@ -124,14 +126,7 @@ pub async fn run(
 }
 
 fn error_policy(svc: Arc<Service>, err: &Error, ctx: Arc<Context>) -> Action {
-    let n = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(ObjectRef::from_obj(&*svc)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    tracing::debug!(service = %svc.name_any(), error = %err, retries = n, "requeue");
-    Action::requeue(retry_backoff(n))
+    ctx.backoff.failed(&svc, err)
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -145,10 +140,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
     let Some(selector) =
         managed_selector(&svc).filter(|_| svc.metadata.deletion_timestamp.is_none())
     else {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+        ctx.backoff.succeeded(&svc);
         return Ok(Action::requeue(RESYNC));
     };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -201,10 +193,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
         );
         return Err(e.into());
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key);
+    ctx.backoff.succeeded(&svc);
     Ok(Action::requeue(RESYNC))
 }
 

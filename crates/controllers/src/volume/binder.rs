@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -28,7 +27,7 @@ use super::{
     Error, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_DEFAULT_CLASS, ANN_PROVISIONED_BY,
     ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER, PROVISIONER, RESYNC,
 };
-use crate::replicaset::retry_backoff;
+use crate::runner::{drive, RetryBackoff};
 
 const COMPONENT: &str = "persistentvolume-controller";
 /// The provisioner name of classes whose volumes an administrator creates.
@@ -37,8 +36,8 @@ const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 struct Context {
     client: kube::Client,
     recorder: EventRecorder,
-    /// Consecutive failed syncs per object, for the retry back-off.
-    failures: Mutex<HashMap<String, u32>>,
+    claim_backoff: RetryBackoff<PersistentVolumeClaim>,
+    volume_backoff: RetryBackoff<PersistentVolume>,
     /// Last event per claim, so a claim re-synced every 15 s is not re-announced.
     announced: Mutex<HashMap<String, String>>,
 }
@@ -48,23 +47,10 @@ impl Context {
         Arc::new(Context {
             recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
             client,
-            failures: Mutex::new(HashMap::new()),
+            claim_backoff: RetryBackoff::new(),
+            volume_backoff: RetryBackoff::new(),
             announced: Mutex::new(HashMap::new()),
         })
-    }
-
-    fn failed(&self, key: String) -> u32 {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = f.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    }
-
-    fn succeeded(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
     }
 
     /// Records an event about the claim unless the same one was the last recorded.
@@ -108,14 +94,6 @@ fn object_ref_of_claim(pvc: &PersistentVolumeClaim) -> ObjectReference {
     }
 }
 
-fn claim_key(pvc: &PersistentVolumeClaim) -> String {
-    format!(
-        "pvc/{}/{}",
-        pvc.metadata.namespace.as_deref().unwrap_or(""),
-        pvc.name_any()
-    )
-}
-
 /// The claims controller: binds and provisions.
 pub async fn run_claims(
     client: kube::Client,
@@ -127,7 +105,7 @@ pub async fn run_claims(
         watcher::Config::default(),
     );
     let claims: Store<PersistentVolumeClaim> = controller.store();
-    controller
+    let controller = controller
         .watches(
             Api::<StorageClass>::all(client.clone()),
             watcher::Config::default(),
@@ -145,15 +123,16 @@ pub async fn run_claims(
                         Some(ObjectRef::new(r.name.as_deref()?).within(r.namespace.as_deref()?))
                     })
             },
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(sync_claim, claim_error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "claim sync failed");
-            }
-        })
-        .await;
+        );
+    drive(
+        "persistentvolumeclaim",
+        controller,
+        shutdown,
+        sync_claim,
+        claim_error_policy,
+        ctx,
+    )
+    .await;
     Ok(())
 }
 
@@ -189,20 +168,20 @@ pub async fn run_volumes(
         watcher::Config::default(),
     );
     let volumes: Store<PersistentVolume> = controller.store();
-    controller
-        .watches(
-            Api::<PersistentVolumeClaim>::all(client),
-            watcher::Config::default(),
-            move |pvc: PersistentVolumeClaim| volumes_for_claim(&volumes, &pvc),
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(sync_volume, volume_error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "volume sync failed");
-            }
-        })
-        .await;
+    let controller = controller.watches(
+        Api::<PersistentVolumeClaim>::all(client),
+        watcher::Config::default(),
+        move |pvc: PersistentVolumeClaim| volumes_for_claim(&volumes, &pvc),
+    );
+    drive(
+        "persistentvolume",
+        controller,
+        shutdown,
+        sync_volume,
+        volume_error_policy,
+        ctx,
+    )
+    .await;
     Ok(())
 }
 
@@ -234,15 +213,11 @@ fn volumes_for_claim(
 }
 
 fn claim_error_policy(pvc: Arc<PersistentVolumeClaim>, err: &Error, ctx: Arc<Context>) -> Action {
-    let n = ctx.failed(claim_key(&pvc));
-    tracing::debug!(claim = %pvc.name_any(), error = %err, retries = n, "requeue");
-    Action::requeue(retry_backoff(n))
+    ctx.claim_backoff.failed(&pvc, err)
 }
 
 fn volume_error_policy(pv: Arc<PersistentVolume>, err: &Error, ctx: Arc<Context>) -> Action {
-    let n = ctx.failed(format!("pv/{}", pv.name_any()));
-    tracing::debug!(volume = %pv.name_any(), error = %err, retries = n, "requeue");
-    Action::requeue(retry_backoff(n))
+    ctx.volume_backoff.failed(&pv, err)
 }
 
 fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
@@ -300,7 +275,7 @@ async fn sync_claim(pvc: Arc<PersistentVolumeClaim>, ctx: Arc<Context>) -> Resul
         None => sync_unbound_claim(&ctx, &pvc).await?,
         Some(v) => sync_bound_claim(&ctx, &pvc, &v).await?,
     };
-    ctx.succeeded(&claim_key(&pvc));
+    ctx.claim_backoff.succeeded(&pvc);
     Ok(action)
 }
 
@@ -818,7 +793,7 @@ async fn sync_volume(pv: Arc<PersistentVolume>, ctx: Arc<Context>) -> Result<Act
         VolumeAction::Unbind => unbind(&ctx, &pv).await?,
         VolumeAction::Release(reclaim) => release(&ctx, &pv, reclaim).await?,
     }
-    ctx.succeeded(&format!("pv/{}", pv.name_any()));
+    ctx.volume_backoff.succeeded(&pv);
     Ok(Action::requeue(RESYNC))
 }
 
