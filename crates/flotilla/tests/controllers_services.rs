@@ -9,69 +9,31 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use serde_json::json;
 
+use support::sim::{create_namespace, eventually, nodes, SimCluster, SimulatedConfig};
 use support::{Server, ServerOptions};
 
-/// Polls `check` until it yields a value, failing after `secs` with `what`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    testkit::wait_for_async(Duration::from_secs(secs), check)
-        .await
-        .unwrap_or_else(|| panic!("timed out: {what}"))
-}
-
 /// A server with scheduler and controllers, and `count` simulated nodes `<prefix>-<i>`.
-async fn start(
-    prefix: &str,
-    count: usize,
-) -> (Server, kube::Client, tokio::sync::oneshot::Sender<()>) {
-    let server = Server::start_with(ServerOptions {
+async fn start(prefix: &str, count: usize) -> SimCluster {
+    let mut sim = SimCluster::start(ServerOptions {
         with_scheduler: true,
         with_controllers: true,
         ..Default::default()
-    });
-    let client = server.kube_client().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sim = agent::simulated::SimulatedConfig {
-        count,
-        name_prefix: prefix.into(),
+    })
+    .await;
+    sim.add_nodes(SimulatedConfig {
         lease_interval: Duration::from_secs(1),
         zones: 2,
-        ..Default::default()
-    };
-    tokio::spawn(agent::simulated::run(client.clone(), sim, async {
-        let _ = stopped.await;
-    }));
-    let nodes: Api<Node> = Api::all(client.clone());
-    for i in 0..count {
-        let name = format!("{prefix}-{i}");
-        eventually(30, "the simulated nodes register", || {
-            let nodes = nodes.clone();
-            let name = name.clone();
-            async move { nodes.get_opt(&name).await.unwrap() }
-        })
-        .await;
-    }
-    (server, client, stop)
-}
-
-async fn create_namespace(client: &kube::Client, name: &str) {
-    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-    )
-    .await
-    .unwrap();
+        ..nodes(prefix, count)
+    })
+    .await;
+    sim
 }
 
 fn deployment(name: &str, replicas: i32) -> Deployment {
@@ -161,7 +123,8 @@ async fn slices_of(api: &Api<EndpointSlice>, svc: &str) -> Vec<EndpointSlice> {
 async fn service_endpoints_and_slices_follow_the_pods() {
     let prefix = "svc-e2e-node";
     let ns = "svc-e2e";
-    let (server, client, _stop) = start(prefix, 2).await;
+    let sim = start(prefix, 2).await;
+    let (server, client) = (&sim.server, sim.client.clone());
     create_namespace(&client, ns).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -414,7 +377,8 @@ async fn service_endpoints_and_slices_follow_the_pods() {
 
 #[tokio::test]
 async fn services_without_selector_keep_their_own_endpoints() {
-    let (_server, client, _stop) = start("svc-manual-node", 1).await;
+    let sim = start("svc-manual-node", 1).await;
+    let client = sim.client.clone();
     let ns = "svc-manual";
     create_namespace(&client, ns).await;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -547,18 +511,13 @@ fn bare_pod(name: &str, node: &str, subdomain: &str) -> Pod {
 /// Endpoints deleted behind their back come back.
 #[tokio::test]
 async fn endpoint_controllers_converge_after_a_restart() {
-    let server = Server::start_with(ServerOptions::default());
-    let client = server.kube_client().await;
-    let (stop_nodes, nodes_stopped) = tokio::sync::oneshot::channel::<()>();
-    let sim = agent::simulated::SimulatedConfig {
-        count: 1,
-        name_prefix: "svc-restart-node".into(),
+    let mut sim = SimCluster::start(ServerOptions::default()).await;
+    sim.add_nodes(SimulatedConfig {
         lease_interval: Duration::from_secs(1),
-        ..Default::default()
-    };
-    tokio::spawn(agent::simulated::run(client.clone(), sim, async {
-        let _ = nodes_stopped.await;
-    }));
+        ..nodes("svc-restart-node", 1)
+    })
+    .await;
+    let client = sim.client.clone();
     let ns = "svc-restart";
     create_namespace(&client, ns).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -667,5 +626,4 @@ async fn endpoint_controllers_converge_after_a_restart() {
     for t in tasks {
         t.await.unwrap();
     }
-    let _ = stop_nodes.send(());
 }

@@ -13,29 +13,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
+use support::sim::{create_namespace, eventually, nodes, start_nodes, SimulatedConfig};
 use support::{Etcd, Server, ServerOptions};
 
 const LEASES: [&str; 2] = ["kube-scheduler", "kube-controller-manager"];
-
-/// Polls `check` until it yields a value, failing after `secs` with `what`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn elected(etcd: &Etcd) -> Server {
     Server::start_with(ServerOptions {
@@ -140,35 +125,13 @@ async fn one_leader_at_a_time_takeover_on_crash_and_release_on_shutdown() {
     };
 
     // The namespace and a simulated node, through the server that survives the crash.
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(follower_client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    create_namespace(&follower_client, &ns).await;
     let node_prefix = testkit::unique_name("le-node");
-    let sim = agent::simulated::SimulatedConfig {
-        count: 1,
-        name_prefix: node_prefix.clone(),
+    let nodes = SimulatedConfig {
         lease_interval: Duration::from_secs(1),
-        ..Default::default()
+        ..nodes(&node_prefix, 1)
     };
-    let stopped = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    tokio::spawn(agent::simulated::run(follower_client.clone(), sim, stopped));
-    let nodes: Api<Node> = Api::all(follower_client.clone());
-    let node = format!("{node_prefix}-0");
-    eventually(20, "the simulated node registers", || async {
-        nodes.get_opt(&node).await.ok()?
-    })
-    .await;
+    let _nodes = start_nodes(&follower_client, nodes).await;
     reconciled(&follower_client, &ns, "before-crash", 30).await;
 
     // The leader crashes: its Leases expire and the follower takes both.
@@ -217,5 +180,4 @@ async fn one_leader_at_a_time_takeover_on_crash_and_release_on_shutdown() {
         "released Leases are taken at once, not after expiry: {took:?}"
     );
     assert!(third.log().contains("became leader"));
-    let _ = stop_tx.send(true);
 }

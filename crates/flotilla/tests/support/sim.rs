@@ -122,17 +122,8 @@ impl SimCluster {
 
     /// Starts the simulated nodes `config` describes and waits until all are registered.
     pub async fn add_nodes(&mut self, config: SimulatedConfig) {
-        let (prefix, count) = (config.name_prefix.clone(), config.count);
-        self.spawn(move |client, shutdown| agent::simulated::run(client, config, shutdown));
-        let api: Api<Node> = Api::all(self.client.clone());
-        for i in 0..count {
-            let name = format!("{prefix}-{i}");
-            let what = format!("simulated node {name} registers");
-            eventually_for(REGISTER_DEADLINE, &what, || async {
-                api.get_opt(&name).await.ok().flatten()
-            })
-            .await;
-        }
+        let stop = start_nodes(&self.client, config).await;
+        self.stops.push(stop);
     }
 
     pub fn api<K>(&self, ns: &str) -> Api<K>
@@ -177,6 +168,42 @@ impl SimCluster {
         let out = self.kubectl_output(version, timeout, args, stdin).await;
         out.expect_success(&format!("kubectl {args:?}")).to_string()
     }
+}
+
+/// Starts the simulated nodes `config` describes against `client` and waits until all are
+/// registered; they run until the returned sender is dropped (or sent on).
+pub async fn start_nodes(client: &kube::Client, config: SimulatedConfig) -> oneshot::Sender<()> {
+    let (prefix, count) = (config.name_prefix.clone(), config.count);
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(agent::simulated::run(client.clone(), config, async {
+        let _ = rx.await;
+    }));
+    let api: Api<Node> = Api::all(client.clone());
+    for i in 0..count {
+        let name = format!("{prefix}-{i}");
+        let what = format!("simulated node {name} registers");
+        eventually_for(REGISTER_DEADLINE, &what, || async {
+            api.get_opt(&name).await.ok().flatten()
+        })
+        .await;
+    }
+    tx
+}
+
+/// Waits until `name` is gone from `api` (GET answers 404), failing after `deadline` with
+/// `what`.
+pub async fn until_gone<K>(api: &Api<K>, name: &str, deadline: Duration, what: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually_for(deadline, what, || async {
+        match api.get_opt(name).await {
+            Ok(None) => Some(()),
+            Ok(Some(_)) => None,
+            Err(e) => panic!("GET {name}: {e}"),
+        }
+    })
+    .await
 }
 
 /// Runs `kubectl` on a blocking thread, so the in-process tasks keep running meanwhile.
