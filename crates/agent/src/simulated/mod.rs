@@ -8,7 +8,7 @@
 //! resumes it. A stopped node also stops reporting its pods, like a machine that went away.
 //! A resumed node acts as a kubelet coming back does: it posts its node status again when
 //! the node lifecycle controller had marked it Unknown (Ready=True, no pressure), and
-//! catches up on its pods (see [`pods`]).
+//! catches up on its pods (the `pods` module).
 
 mod pods;
 
