@@ -9,49 +9,39 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Resource;
 use serde_json::json;
 
-use support::Server;
+use support::sim::{create_namespace, eventually_for, run_kubectl, until_gone, SimCluster};
+use support::ServerOptions;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
 struct Harness {
-    server: Server,
-    client: kube::Client,
+    sim: SimCluster,
     ns: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
     gc: Option<tokio::task::JoinHandle<Result<(), controllers::garbage_collector::Error>>>,
 }
 
+impl std::ops::Deref for Harness {
+    type Target = SimCluster;
+    fn deref(&self) -> &SimCluster {
+        &self.sim
+    }
+}
+
 impl Harness {
+    // RUST_LOG=flotilla_controllers=debug shows the collector's decisions.
     async fn start(ns: &str) -> Self {
-        // RUST_LOG=flotilla_controllers=debug shows the collector's decisions. Without it,
-        // nothing: the clients' reconnect errors once a test's server is gone are noise.
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-        let server = Server::start();
-        let client = server.kube_client().await;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let mut n = Namespace::default();
-        n.metadata.name = Some(ns.to_string());
-        namespaces.create(&PostParams::default(), &n).await.unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let gc = tokio::spawn(controllers::garbage_collector::run(client.clone(), async {
-            let _ = stopped.await;
-        }));
+        let mut sim = SimCluster::start(ServerOptions::default()).await;
+        create_namespace(&sim.client, ns).await;
+        let gc = sim.spawn(controllers::garbage_collector::run);
         Harness {
-            server,
-            client,
+            sim,
             ns: ns.to_string(),
-            stop: Some(stop),
             gc: Some(gc),
         }
     }
@@ -88,14 +78,8 @@ impl Harness {
     }
 
     async fn wait_gone(&self, name: &str) {
-        let start = Instant::now();
-        while self.get(name).await.is_some() {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{name} was not garbage collected"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("{name} was not garbage collected");
+        until_gone(&self.cms(), name, DEADLINE, &what).await;
     }
 
     /// Polls `name` until `check` holds for it, returning it.
@@ -105,33 +89,23 @@ impl Harness {
         what: &str,
         check: impl Fn(&ConfigMap) -> bool,
     ) -> ConfigMap {
-        let start = Instant::now();
-        loop {
-            if let Some(cm) = self.get(name).await {
-                if check(&cm) {
-                    return cm;
-                }
-            }
-            assert!(start.elapsed() < DEADLINE, "{name}: never {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually_for(DEADLINE, &format!("{name}: never {what}"), || async {
+            self.get(name).await.filter(|cm| check(cm))
+        })
+        .await
     }
 
     async fn kubectl(&self, args: Vec<String>) -> String {
-        let kubectl = self.server.kubectl("1.33");
-        let out = tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            kubectl.run(&a)
-        })
-        .await
-        .unwrap();
-        out.expect_success("kubectl").to_string()
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_kubectl(self.server.kubectl("1.33"), &args)
+            .await
+            .expect_success("kubectl")
+            .to_string()
     }
 
     async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        // The collector is the only task the harness runs.
+        self.sim.stop_newest();
         if let Some(gc) = self.gc.take() {
             tokio::time::timeout(DEADLINE, gc)
                 .await
@@ -202,14 +176,13 @@ async fn background_deletion_collects_a_chain_across_kinds() {
     h.wait_gone("root").await;
     h.wait_gone("mid").await;
     h.wait_gone("leaf").await;
-    let start = Instant::now();
-    while secrets.get_opt("owned-secret").await.unwrap().is_some() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the owned secret was not collected"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_gone(
+        &secrets,
+        "owned-secret",
+        DEADLINE,
+        "the owned secret was not collected",
+    )
+    .await;
     h.wait_until("shared", "lost its dangling owner", |cm| {
         owners_of(cm) == ["keeper"]
     })
@@ -517,24 +490,14 @@ async fn every_workload_kind_is_collected_and_cluster_scoped_owners_count() {
         .delete("web", &DeleteParams::foreground())
         .await
         .unwrap();
-    let start = Instant::now();
-    while deployments.get_opt("web").await.unwrap().is_some() {
-        assert!(start.elapsed() < DEADLINE, "the deployment stayed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_gone(&deployments, "web", DEADLINE, "the deployment stayed").await;
     for (api_version, kind, plural, name) in created {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
         let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
         let api: Api<kube::api::DynamicObject> = Api::namespaced_with(h.client.clone(), &h.ns, &ar);
-        let start = Instant::now();
-        while api.get_opt(&name).await.unwrap().is_some() {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{kind} {name} was not collected"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("{kind} {name} was not collected");
+        until_gone(&api, &name, DEADLINE, &what).await;
     }
     let replicasets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
         Api::namespaced(h.client.clone(), &h.ns);
@@ -601,11 +564,13 @@ async fn a_cluster_scoped_dependent_of_a_namespaced_owner_is_collected_with_an_e
     n.metadata.name = Some("gc-invalid-ns-node".into());
     n.metadata.owner_references = Some(vec![owner_ref(&owner, false)]);
     nodes.create(&PostParams::default(), &n).await.unwrap();
-    let start = Instant::now();
-    while nodes.get_opt("gc-invalid-ns-node").await.unwrap().is_some() {
-        assert!(start.elapsed() < DEADLINE, "the node was not collected");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_gone(
+        &nodes,
+        "gc-invalid-ns-node",
+        DEADLINE,
+        "the node was not collected",
+    )
+    .await;
     // The owner itself is untouched, and an Event tells why the node went.
     assert!(h.get("owner").await.is_some());
     let events: Api<k8s_openapi::api::core::v1::Event> =

@@ -17,23 +17,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use support::cluster::NODE_READY_DEADLINE;
+use support::sim::eventually;
 use support::{AgentMode, Cluster, ClusterOptions, Server, ServerOptions};
-
-/// Polls `check` until it yields a value, failing after `secs` with `what`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn bare_node(name: &str, cidr: Option<&str>) -> Node {
     Node {
