@@ -14,55 +14,49 @@ use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, Pod, Taint};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{json, Value};
 
-use support::Server;
+use support::sim::{eventually, SimCluster, SimulatedConfig};
+use support::{Server, ServerOptions};
 
 struct Harness {
-    server: Server,
-    client: kube::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    sim: SimCluster,
     scheduler: String,
     prefix: String,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = SimCluster;
+    fn deref(&self) -> &SimCluster {
+        &self.sim
+    }
 }
 
 impl Harness {
     /// A server with `nodes` simulated nodes (4 CPUs, 8 GiB, zones round-robin over 2),
     /// changed by `edit` before they register, and a scheduler named after the test.
+    /// RUST_LOG=flotilla_scheduler=debug shows the scheduler's decisions.
     async fn start(test: &str, nodes: usize, edit: impl Fn(usize, &mut Node)) -> Self {
-        // RUST_LOG=flotilla_scheduler=debug shows the scheduler's decisions.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
-        let server = Server::start();
-        let client = server.kube_client().await;
+        let mut sim = SimCluster::start(ServerOptions::default()).await;
         let prefix = format!("{test}-node");
-        let sim = agent::simulated::SimulatedConfig {
-            count: nodes,
-            name_prefix: prefix.clone(),
+        let config = SimulatedConfig {
             cpu: "4".into(),
             memory: "8Gi".into(),
             zones: 2,
-            ..Default::default()
+            ..support::sim::nodes(&prefix, nodes)
         };
-        let api: Api<Node> = Api::all(client.clone());
+        let api: Api<Node> = sim.cluster_api();
         for i in 0..nodes {
-            let mut n = agent::simulated::simulated_node(&sim, i);
+            let mut n = agent::simulated::simulated_node(&config, i);
             edit(i, &mut n);
             api.create(&PostParams::default(), &n).await.unwrap();
         }
         let scheduler = format!("{test}-scheduler");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let cfg = scheduler::SchedulerConfig {
             name: scheduler.clone(),
             ..Default::default()
         };
-        tokio::spawn(scheduler::Scheduler::new(client.clone(), cfg).run(async {
-            let _ = stopped.await;
-        }));
+        sim.spawn(move |client, shutdown| scheduler::Scheduler::new(client, cfg).run(shutdown));
         Harness {
-            server,
-            client,
-            stop: Some(stop),
+            sim,
             scheduler,
             prefix,
         }
@@ -115,34 +109,20 @@ impl Harness {
     /// The PodScheduled=False message of a pod the scheduler gave up on.
     async fn unschedulable_message(&self, name: &str) -> String {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("{name} never reported unschedulable");
+        eventually(30, &what, || async {
             let pod = api.get(name).await.unwrap();
-            let cond = pod
+            let c = pod
                 .status
                 .and_then(|s| s.conditions)
                 .unwrap_or_default()
                 .into_iter()
-                .find(|c| c.type_ == "PodScheduled" && c.status == "False");
-            if let Some(c) = cond {
-                assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
-                assert!(pod.spec.unwrap().node_name.is_none());
-                return c.message.unwrap_or_default();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name} never reported unschedulable"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+            assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
+            assert!(pod.spec.unwrap().node_name.is_none());
+            Some(c.message.unwrap_or_default())
+        })
+        .await
     }
 }
 
@@ -366,7 +346,7 @@ async fn a_higher_priority_pod_preempts_a_lower_one() {
 #[test]
 fn the_servers_scheduler_places_pods_on_simulated_nodes() {
     use std::process::Command;
-    use support::{ProcessGroup, ServerOptions};
+    use support::ProcessGroup;
     let server = Server::start_with(ServerOptions {
         with_scheduler: true,
         ..Default::default()
