@@ -30,6 +30,7 @@ use serde_json::json;
 
 use crate::job::{find_condition, COND_COMPLETE, COND_FAILED};
 use crate::runner::{drive, RetryBackoff};
+use api::strategies::batch::{cron_parser, go_duration_seconds};
 use events::{EventRecorder, EventType};
 
 pub const SCHEDULED_TIMESTAMP_ANNOTATION: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -140,11 +141,7 @@ impl Schedule {
                 s.split_whitespace().count()
             ));
         }
-        let parser = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Disallowed)
-            .year(croner::parser::Year::Disallowed)
-            .build();
-        parser
+        cron_parser()
             .parse(s)
             .map(|c| Schedule::Cron(Box::new(c)))
             .map_err(|e| e.to_string())
@@ -158,38 +155,6 @@ impl Schedule {
             Schedule::Every(d) => t.checked_add(*d).ok(),
         }
     }
-}
-
-/// Parses a Go duration such as `1h30m` or `90s` to seconds.
-fn go_duration_seconds(s: &str) -> Option<f64> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * scale;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
 }
 
 /// The zone a CronJob's schedule is read in.

@@ -327,18 +327,25 @@ pub fn schedule_errors(schedule: &str) -> Vec<String> {
         ));
         return errs;
     }
-    let parser = croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Disallowed)
-        .year(croner::parser::Year::Disallowed)
-        .build();
-    if let Err(e) = parser.parse(trimmed) {
+    if let Err(e) = cron_parser().parse(trimmed) {
         errs.push(e.to_string());
     }
     errs
 }
 
-/// Parses a Go duration such as `1h30m` or `90s` to seconds.
-fn go_duration_seconds(s: &str) -> Option<f64> {
+/// The standard five-field cron parser (no seconds, no year), as Kubernetes' robfig/cron
+/// `ParseStandard`: the API server validates with it and the CronJob controller schedules
+/// with it, so both read a schedule the same way.
+pub fn cron_parser() -> croner::parser::CronParser {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+}
+
+/// Parses a Go duration such as `1h30m` or `90s` to seconds (an `@every` schedule's
+/// interval; shared with the CronJob controller).
+pub fn go_duration_seconds(s: &str) -> Option<f64> {
     if s.is_empty() {
         return None;
     }

@@ -17,6 +17,7 @@ use kube::ResourceExt;
 use crate::deployment::logic::scaled_value;
 use crate::history::CONTROLLER_REVISION_HASH;
 use crate::replicaset::is_pod_available;
+use api::selectors::node_selector_matches;
 
 /// The deprecated label with the DaemonSet generation a pod was made from; still set, as
 /// upstream does, for tools that read it.
@@ -97,44 +98,6 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => match (
-            value.and_then(number),
-            values.first().and_then(|b| number(b)),
-        ) {
-            (Some(v), Some(bound)) if r.operator == "Gt" => v > bound,
-            (Some(v), Some(bound)) => v < bound,
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// One node selector term: every label expression and field (only `metadata.name`) must
-/// hold; an empty term matches nothing.
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let labels = node.metadata.labels.as_ref();
-    let name = node.metadata.name.as_deref();
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.and_then(|l| l.get(&r.key)).map(String::as_str)))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_matches(r, name))
-}
-
 /// Whether a node satisfies a pod's nodeSelector and required node affinity.
 pub fn node_matches_pod(spec: &PodSpec, node: &Node) -> bool {
     let labels = node.metadata.labels.as_ref();
@@ -151,12 +114,7 @@ pub fn node_matches_pod(spec: &PodSpec, node: &Node) -> bool {
             na.required_during_scheduling_ignored_during_execution
                 .as_ref()
         });
-    selector_ok
-        && required.is_none_or(|sel| {
-            sel.node_selector_terms
-                .iter()
-                .any(|t| term_matches(t, node))
-        })
+    selector_ok && required.is_none_or(|sel| node_selector_matches(sel, node))
 }
 
 /// Whether a DaemonSet's pod should be on a node: `should_run` (a pod is created there) and

@@ -3,13 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, PersistentVolume,
-    PersistentVolumeClaim,
-};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::replicaset::selector_matches;
+use api::selectors::{label_selector_matches, node_selector_matches};
 
 /// The class a claim asks for; "" (or unset, once admission has run) means "no class".
 pub fn claim_class(pvc: &PersistentVolumeClaim) -> &str {
@@ -79,49 +76,6 @@ pub fn is_bound_to(pv: &PersistentVolume, pvc: &PersistentVolumeClaim) -> bool {
             .is_none_or(|u| Some(u) == pvc.metadata.uid.as_deref())
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let as_int = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| as_int(v)),
-                values.first().and_then(|b| as_int(b)),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// One NodeSelectorTerm: all its requirements hold; an empty term matches nothing.
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    let name = node.metadata.name.clone().unwrap_or_default();
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key)))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(&name)))
-}
-
 /// The volume's required node affinity admits `node` (no affinity admits every node).
 pub fn node_affinity_admits(pv: &PersistentVolume, node: &Node) -> bool {
     let required = pv
@@ -129,13 +83,7 @@ pub fn node_affinity_admits(pv: &PersistentVolume, node: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.node_affinity.as_ref())
         .and_then(|a| a.required.as_ref());
-    match required {
-        None => true,
-        Some(sel) => sel
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, node)),
-    }
+    required.is_none_or(|sel| node_selector_matches(sel, node))
 }
 
 /// Why a volume cannot serve a claim (for the VolumeMismatch event), or None if it can.
@@ -158,7 +106,7 @@ pub fn mismatch(pvc: &PersistentVolumeClaim, pv: &PersistentVolume) -> Option<St
         return Some("incompatible volumeMode".into());
     }
     if let Some(sel) = &cs.selector {
-        if !selector_matches(sel, pv.metadata.labels.as_ref()) {
+        if !label_selector_matches(sel, pv.metadata.labels.as_ref()) {
             return Some("volume labels do not match the claim's selector".into());
         }
     }
@@ -211,8 +159,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use k8s_openapi::api::core::v1::{
-        NodeSelector, PersistentVolumeClaimSpec, PersistentVolumeSpec, PersistentVolumeStatus,
-        VolumeNodeAffinity, VolumeResourceRequirements,
+        NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimSpec,
+        PersistentVolumeSpec, PersistentVolumeStatus, VolumeNodeAffinity,
+        VolumeResourceRequirements,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
