@@ -28,6 +28,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 
+use crate::controller_utils::event_reference;
 use crate::job::{find_condition, COND_COMPLETE, COND_FAILED};
 use crate::runner::{drive, RetryBackoff};
 use api::strategies::batch::{cron_parser, go_duration_seconds};
@@ -374,30 +375,6 @@ pub fn jobs_to_trim<'a>(cj: &CronJob, jobs: &'a [Job]) -> Vec<&'a Job> {
     out
 }
 
-fn job_ref(job: &Job) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: job.metadata.name.clone(),
-        namespace: job.metadata.namespace.clone(),
-        uid: job.metadata.uid.clone(),
-        resource_version: job.metadata.resource_version.clone(),
-        field_path: None,
-    }
-}
-
-fn cronjob_ref(cj: &CronJob) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("CronJob".into()),
-        name: cj.metadata.name.clone(),
-        namespace: cj.metadata.namespace.clone(),
-        uid: cj.metadata.uid.clone(),
-        resource_version: cj.metadata.resource_version.clone(),
-        field_path: None,
-    }
-}
-
 fn until(now: jiff::Timestamp, at: jiff::Timestamp) -> Duration {
     Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO) + NEXT_SCHEDULE_DELTA
 }
@@ -453,7 +430,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
                     }
                 }
                 ctx.recorder.object_event(
-                    cronjob_ref(&cj),
+                    event_reference(&*cj),
                     EventType::Normal,
                     "SawCompletedJob",
                     format!(
@@ -463,7 +440,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
                     ),
                 );
             }
-            None => active.push(job_ref(j)),
+            None => active.push(event_reference(*j)),
         }
     }
     for j in &jobs {
@@ -471,7 +448,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         if !listed && job_finished(j).is_none() && j.metadata.deletion_timestamp.is_none() {
             // Upstream reports it and leaves it out of status.active.
             ctx.recorder.object_event(
-                cronjob_ref(&cj),
+                event_reference(&*cj),
                 EventType::Warning,
                 "UnexpectedJob",
                 format!(
@@ -527,8 +504,12 @@ async fn schedule_step(
     let tz = match time_zone(cj) {
         Ok(tz) => tz,
         Err(msg) => {
-            ctx.recorder
-                .object_event(cronjob_ref(cj), EventType::Warning, "UnknownTimeZone", msg);
+            ctx.recorder.object_event(
+                event_reference(cj),
+                EventType::Warning,
+                "UnknownTimeZone",
+                msg,
+            );
             return Ok(None);
         }
     };
@@ -536,7 +517,7 @@ async fn schedule_step(
         Ok(s) => s,
         Err(msg) => {
             ctx.recorder.object_event(
-                cronjob_ref(cj),
+                event_reference(cj),
                 EventType::Warning,
                 "InvalidSchedule",
                 format!("invalid schedule: {}: {msg}", spec.schedule),
@@ -557,7 +538,7 @@ async fn schedule_step(
     };
     if too_many_missed(d.missed) {
         ctx.recorder.object_event(
-            cronjob_ref(cj),
+            event_reference(cj),
             EventType::Warning,
             "TooManyMissedTimes",
             "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew".to_string(),
@@ -565,7 +546,7 @@ async fn schedule_step(
     }
     if too_late(cj, scheduled, now) {
         ctx.recorder.object_event(
-            cronjob_ref(cj),
+            event_reference(cj),
             EventType::Warning,
             "MissSchedule",
             format!("Missed scheduled time to start a job: {scheduled}"),
@@ -595,7 +576,7 @@ async fn schedule_step(
                 };
                 match jobs_api.delete(&job_name, &dp).await {
                     Ok(_) => ctx.recorder.object_event(
-                        cronjob_ref(cj),
+                        event_reference(cj),
                         EventType::Normal,
                         "SuccessfulDelete",
                         format!("Deleted job {job_name}"),
@@ -614,12 +595,12 @@ async fn schedule_step(
     match jobs_api.create(&PostParams::default(), &job).await {
         Ok(created) => {
             ctx.recorder.object_event(
-                cronjob_ref(cj),
+                event_reference(cj),
                 EventType::Normal,
                 "SuccessfulCreate",
                 format!("Created job {}", created.name_any()),
             );
-            active.push(job_ref(&created));
+            active.push(event_reference(&created));
         }
         // Made by an earlier sync whose status write was lost: it is the same run.
         Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -631,13 +612,13 @@ async fn schedule_step(
                     .flatten()
                     .any(|o| Some(&o.uid) == cj.metadata.uid.as_ref());
                 if ours && job_finished(&existing).is_none() {
-                    active.push(job_ref(&existing));
+                    active.push(event_reference(&existing));
                 }
             }
         }
         Err(e) => {
             ctx.recorder.object_event(
-                cronjob_ref(cj),
+                event_reference(cj),
                 EventType::Warning,
                 "FailedCreate",
                 format!("Error creating job: {e}"),
@@ -657,7 +638,7 @@ async fn delete_job(ctx: &Context, cj: &CronJob, api: &Api<Job>, job: &Job) -> R
     match api.delete(&job.name_any(), &dp).await {
         Ok(_) => {
             ctx.recorder.object_event(
-                cronjob_ref(cj),
+                event_reference(cj),
                 EventType::Normal,
                 "SuccessfulDelete",
                 format!("Deleted job {}", job.name_any()),

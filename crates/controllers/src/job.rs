@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::{EnvVar, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
@@ -38,6 +38,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
 
+use crate::controller_utils::{self, controller_of, event_reference};
 use crate::replicaset::{
     deletion_order, is_namespace_terminating, is_pod_ready, selector_matches, slow_start_batches,
 };
@@ -141,13 +142,6 @@ async fn release_orphaned_pods(client: kube::Client, jobs: Store<Job>) {
 
 fn error_policy(job: Arc<Job>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.backoff.failed(&job, err)
-}
-
-fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
 }
 
 fn pod_phase(pod: &Pod) -> Option<&str> {
@@ -296,8 +290,7 @@ pub fn pod_outcome(job: &Job, pod: &Pod) -> Option<Outcome> {
 
 /// Running or about to: neither finished nor being deleted.
 pub fn is_active(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && !matches!(pod_phase(pod), Some("Succeeded" | "Failed"))
+    controller_utils::is_pod_active(pod)
 }
 
 pub fn is_terminating(pod: &Pod) -> bool {
@@ -599,26 +592,7 @@ pub fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
 }
 
 pub fn controller_ref(job: &Job) -> OwnerReference {
-    OwnerReference {
-        api_version: "batch/v1".into(),
-        kind: "Job".into(),
-        name: job.name_any(),
-        uid: job.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-fn job_reference(job: &Job) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: job.metadata.name.clone(),
-        namespace: job.metadata.namespace.clone(),
-        uid: job.metadata.uid.clone(),
-        resource_version: job.metadata.resource_version.clone(),
-        field_path: None,
-    }
+    controller_utils::controller_ref(job)
 }
 
 /// When a finished Job with `ttlSecondsAfterFinished` is due for deletion.
@@ -738,7 +712,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             set_condition(&mut conds, t, "True", reason, message, now);
             if !*ok {
                 ctx.recorder.object_event(
-                    job_reference(&job),
+                    event_reference(&*job),
                     EventType::Warning,
                     reason,
                     message.clone(),
@@ -765,7 +739,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             if *ok {
                 status.completion_time = Some(Time(now));
                 ctx.recorder.object_event(
-                    job_reference(&job),
+                    event_reference(&*job),
                     EventType::Normal,
                     "Completed",
                     "Job completed".to_string(),
@@ -789,7 +763,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
                 now,
             );
             ctx.recorder.object_event(
-                job_reference(&job),
+                event_reference(&*job),
                 EventType::Normal,
                 "Suspended",
                 "Job suspended".to_string(),
@@ -808,7 +782,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             );
             status.start_time = Some(Time(now));
             ctx.recorder.object_event(
-                job_reference(&job),
+                event_reference(&*job),
                 EventType::Normal,
                 "Resumed",
                 "Job resumed".to_string(),
@@ -1165,7 +1139,7 @@ async fn create_pods(
                 Ok(p) => {
                     created += 1;
                     ctx.recorder.object_event(
-                        job_reference(job),
+                        event_reference(job),
                         EventType::Normal,
                         "SuccessfulCreate",
                         format!("Created pod: {}", p.name_any()),
@@ -1175,7 +1149,7 @@ async fn create_pods(
                 Err(e) => {
                     let msg = e.to_string();
                     ctx.recorder.object_event(
-                        job_reference(job),
+                        event_reference(job),
                         EventType::Warning,
                         "FailedCreate",
                         format!("Error creating: {msg}"),
@@ -1228,7 +1202,7 @@ async fn delete_pods(
     for r in results {
         match r {
             Ok(name) => ctx.recorder.object_event(
-                job_reference(job),
+                event_reference(job),
                 EventType::Normal,
                 "SuccessfulDelete",
                 format!("Deleted pod: {name}"),
@@ -1236,7 +1210,7 @@ async fn delete_pods(
             Err(e) => {
                 let msg = e.to_string();
                 ctx.recorder.object_event(
-                    job_reference(job),
+                    event_reference(job),
                     EventType::Warning,
                     "FailedDelete",
                     format!("Error deleting: {msg}"),

@@ -4,6 +4,7 @@
 //!
 //! Every controller exposes `pub async fn run(client: kube::Client, shutdown) -> Result<(), Error>`.
 
+pub mod controller_utils;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

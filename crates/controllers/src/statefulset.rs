@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -44,6 +44,7 @@ use serde_json::json;
 use events::{EventRecorder, EventType};
 use logic::{DeleteReason, Plan, Revisions, Step, UpdateRevision};
 
+use crate::controller_utils::{controller_of, event_reference};
 use crate::history;
 use crate::replicaset::{is_namespace_terminating, selector_matches};
 use crate::runner::{drive, RetryBackoff};
@@ -111,7 +112,7 @@ pub async fn run(
 /// its namespace that would adopt it.
 fn sets_for_pod(store: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    if let Some(owner) = controller_of(pod.owner_references()) {
+    if let Some(owner) = controller_of(&pod.metadata) {
         if owner.kind == "StatefulSet" && owner.api_version.starts_with("apps/") {
             return vec![ObjectRef::new(&owner.name).within(&ns)];
         }
@@ -130,10 +131,6 @@ fn set_selects(set: &StatefulSet, pod: &Pod) -> bool {
     set.spec
         .as_ref()
         .is_some_and(|s| selector_matches(&s.selector, pod.metadata.labels.as_ref()))
-}
-
-fn controller_of(refs: &[OwnerReference]) -> Option<&OwnerReference> {
-    refs.iter().find(|r| r.controller == Some(true))
 }
 
 fn error_policy(set: Arc<StatefulSet>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -179,7 +176,7 @@ impl<'a> Sync<'a> {
     fn event(&self, type_: EventType, reason: &str, message: String) {
         self.ctx
             .recorder
-            .object_event(reference(self.set), type_, reason, message);
+            .object_event(event_reference(self.set), type_, reason, message);
     }
 
     async fn run(&self) -> Result<Action, Error> {
@@ -264,7 +261,7 @@ impl<'a> Sync<'a> {
         let mut adoption_checked = false;
         for pod in self.pods.list(&ListParams::default()).await?.items {
             let matches = logic::is_member(self.set, &pod) && set_selects(self.set, &pod);
-            match controller_of(pod.owner_references()) {
+            match controller_of(&pod.metadata) {
                 Some(r) if r.uid != uid => {}
                 Some(_) if matches => owned.push(pod),
                 Some(_) if !deleting => {
@@ -326,7 +323,7 @@ impl<'a> Sync<'a> {
         let mut adoption_checked = false;
         for rev in self.revisions.list(&ListParams::default()).await?.items {
             let matches = selector_matches(&selector, rev.metadata.labels.as_ref());
-            match controller_of(rev.owner_references()) {
+            match controller_of(&rev.metadata) {
                 Some(r) if r.uid == uid && matches => owned.push(rev),
                 None if matches && self.set.metadata.deletion_timestamp.is_none() => {
                     if !adoption_checked {
@@ -426,7 +423,7 @@ impl<'a> Sync<'a> {
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 let name = candidate.name_any();
                 let existing = self.revisions.get(&name).await?;
-                let ours = controller_of(existing.owner_references())
+                let ours = controller_of(&existing.metadata)
                     .is_some_and(|r| Some(&r.uid) == self.set.metadata.uid.as_ref());
                 if ours && history::equal_revision(&existing, &candidate) {
                     return Ok(existing);
@@ -657,18 +654,6 @@ impl<'a> Sync<'a> {
             .await,
         )?;
         Ok(())
-    }
-}
-
-fn reference(set: &StatefulSet) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: Some("StatefulSet".into()),
-        name: set.metadata.name.clone(),
-        namespace: set.metadata.namespace.clone(),
-        uid: set.metadata.uid.clone(),
-        resource_version: set.metadata.resource_version.clone(),
-        field_path: None,
     }
 }
 

@@ -220,14 +220,7 @@ pub fn node_name_affinity(affinity: Option<Affinity>, node: &str) -> Affinity {
 
 /// The controller reference a DaemonSet puts on its pods.
 pub fn controller_ref(ds: &DaemonSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "DaemonSet".into(),
-        name: ds.name_any(),
-        uid: ds.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
+    crate::controller_utils::controller_ref(ds)
 }
 
 /// The pod a DaemonSet creates for `node`: its template with the daemon tolerations and

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -39,6 +39,7 @@ use serde_json::json;
 
 use events::{EventRecorder, EventType};
 
+use crate::controller_utils::{controller_of, event_reference};
 use crate::history;
 use crate::replicaset::{is_namespace_terminating, selector_matches, slow_start_batches};
 use crate::runner::{drive, RetryBackoff};
@@ -204,7 +205,7 @@ impl NodeChangeFilter {
 /// DaemonSet of its namespace whose selector matches it (a candidate for adoption).
 fn daemon_sets_for_pod(store: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet>> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    if let Some(owner) = controller_of(pod) {
+    if let Some(owner) = controller_of(&pod.metadata) {
         if owner.kind == "DaemonSet" && owner.api_version.starts_with("apps/") {
             return vec![ObjectRef::new(&owner.name).within(&ns)];
         }
@@ -223,16 +224,6 @@ fn daemon_sets_for_pod(store: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<Dae
         .collect()
 }
 
-fn controller_of(
-    pod: &Pod,
-) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-}
-
 fn error_policy(ds: Arc<DaemonSet>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.backoff.failed(&ds, err)
 }
@@ -242,18 +233,6 @@ fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<Option<T>, kube::Err
         Ok(v) => Ok(Some(v)),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
         Err(e) => Err(e),
-    }
-}
-
-fn ds_reference(ds: &DaemonSet) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: Some("DaemonSet".into()),
-        name: ds.metadata.name.clone(),
-        namespace: ds.metadata.namespace.clone(),
-        uid: ds.metadata.uid.clone(),
-        resource_version: ds.metadata.resource_version.clone(),
-        field_path: None,
     }
 }
 
@@ -314,7 +293,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
             }
             backoff.next(key, instant);
             ctx.recorder.object_event(
-                ds_reference(&ds),
+                event_reference(&*ds),
                 EventType::Warning,
                 "FailedDaemonPod",
                 format!("Found failed daemon pod {ns}/{pod} on node {node}, will try to kill it"),
@@ -414,7 +393,7 @@ async fn claim_pods(
     let mut can_adopt: Option<bool> = None;
     for pod in all {
         let matches = selector_matches(&spec.selector, pod.metadata.labels.as_ref());
-        match controller_of(&pod) {
+        match controller_of(&pod.metadata) {
             Some(r) if r.uid != uid => {}
             Some(_) if matches => owned.push(pod),
             Some(_) => {
@@ -510,7 +489,7 @@ async fn sync_nodes(
         for r in results {
             match r {
                 Ok(created) => ctx.recorder.object_event(
-                    ds_reference(ds),
+                    event_reference(ds),
                     EventType::Normal,
                     "SuccessfulCreate",
                     format!("Created pod: {}", created.name_any()),
@@ -519,7 +498,7 @@ async fn sync_nodes(
                 Err(e) => {
                     let msg = e.to_string();
                     ctx.recorder.object_event(
-                        ds_reference(ds),
+                        event_reference(ds),
                         EventType::Warning,
                         "FailedCreate",
                         format!("Error creating: {msg}"),
@@ -559,7 +538,7 @@ async fn sync_nodes(
     for (name, r) in results {
         match r {
             Ok(_) => ctx.recorder.object_event(
-                ds_reference(ds),
+                event_reference(ds),
                 EventType::Normal,
                 "SuccessfulDelete",
                 format!("Deleted pod: {name}"),
@@ -567,7 +546,7 @@ async fn sync_nodes(
             Err(e) => {
                 let msg = e.to_string();
                 ctx.recorder.object_event(
-                    ds_reference(ds),
+                    event_reference(ds),
                     EventType::Warning,
                     "FailedDelete",
                     format!("Error deleting: {msg}"),

@@ -84,12 +84,7 @@ pub fn publish_not_ready(svc: &Service) -> bool {
         .unwrap_or(false)
 }
 
-pub fn is_pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
+pub use crate::controller_utils::is_pod_ready;
 
 pub fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()

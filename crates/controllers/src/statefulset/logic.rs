@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::ResourceExt;
 use serde_json::Value;
 
+use crate::controller_utils::{self, owner_ref};
 use crate::history::{self, CONTROLLER_REVISION_HASH};
 use crate::replicaset::is_pod_ready;
 
@@ -144,37 +145,7 @@ pub fn claim_name(template_name: &str, set_name: &str, ordinal: i32) -> String {
 
 /// The controller reference a StatefulSet puts on its pods and revisions.
 pub fn controller_ref(set: &StatefulSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "StatefulSet".into(),
-        name: set.name_any(),
-        uid: set.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-/// The plain (non-controller) reference a retention policy of Delete puts on claims.
-fn set_owner_ref(set: &StatefulSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "StatefulSet".into(),
-        name: set.name_any(),
-        uid: set.metadata.uid.clone().unwrap_or_default(),
-        controller: None,
-        block_owner_deletion: None,
-    }
-}
-
-fn pod_owner_ref(pod: &Pod) -> OwnerReference {
-    OwnerReference {
-        api_version: "v1".into(),
-        kind: "Pod".into(),
-        name: pod.name_any(),
-        uid: pod.metadata.uid.clone().unwrap_or_default(),
-        controller: None,
-        block_owner_deletion: None,
-    }
+    controller_utils::controller_ref(set)
 }
 
 /// The identity labels of the pod at `ordinal`.
@@ -207,7 +178,7 @@ pub fn claims_for(set: &StatefulSet, ordinal: i32) -> Vec<(String, PersistentVol
         .and_then(|s| s.selector.match_labels.clone())
         .unwrap_or_default();
     let owners = if retention(set).when_deleted_delete {
-        Some(vec![set_owner_ref(set)])
+        Some(vec![owner_ref(set)])
     } else {
         None
     };
@@ -330,14 +301,14 @@ pub fn desired_claim_owners(
     let before = refs.clone();
     let has = |refs: &[OwnerReference], uid: &str| refs.iter().any(|r| r.uid == uid);
     if want_set && !has(&refs, &set_uid) {
-        refs.push(set_owner_ref(set));
+        refs.push(owner_ref(set));
     } else if !want_set {
         refs.retain(|r| r.uid != set_uid);
     }
     // Without a uid (not created yet) the pod cannot own anything.
     if !pod_uid.is_empty() {
         if want_pod && !has(&refs, &pod_uid) {
-            refs.push(pod_owner_ref(pod));
+            refs.push(owner_ref(pod));
         } else if !want_pod {
             refs.retain(|r| r.uid != pod_uid);
         }

@@ -262,7 +262,7 @@ fn retention_policy_decides_claim_owners() {
     let s = with_policy("Retain", "Retain");
     assert_eq!(desired_claim_owners(&s, &bare, &p, false), None);
     let mut owned = bare.clone();
-    owned.metadata.owner_references = Some(vec![set_owner_ref(&s)]);
+    owned.metadata.owner_references = Some(vec![owner_ref(&s)]);
     assert_eq!(
         kinds(desired_claim_owners(&s, &owned, &p, true)),
         Some(vec![])
@@ -289,7 +289,7 @@ fn retention_policy_decides_claim_owners() {
     );
     let by_set = PersistentVolumeClaim {
         metadata: ObjectMeta {
-            owner_references: Some(vec![set_owner_ref(&s)]),
+            owner_references: Some(vec![owner_ref(&s)]),
             ..bare.metadata.clone()
         },
         ..Default::default()
@@ -300,7 +300,7 @@ fn retention_policy_decides_claim_owners() {
     );
     // A claim still owned by an earlier pod of that name is stale; a deleted one too.
     let mut stale = bare.clone();
-    stale.metadata.owner_references = Some(vec![pod_owner_ref(&p)]);
+    stale.metadata.owner_references = Some(vec![owner_ref(&p)]);
     assert!(claim_is_stale(&stale, "web-1"));
     assert!(!claim_is_stale(&stale, "web-2"));
     assert!(!claim_is_stale(&bare, "web-1"));

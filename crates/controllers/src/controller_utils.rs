@@ -1,0 +1,136 @@
+//! Small pure helpers the workload controllers share, after kube-controller-manager's
+//! pkg/controller/controller_utils.go: owner and event references to an object, the
+//! controller of an object, and the pod predicates the controllers count by.
+
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+/// The owner reference that makes `owner` the controller of what it creates (and lets
+/// foreground deletion of the owner wait for it: blockOwnerDeletion).
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+        ..owner_ref(owner)
+    }
+}
+
+/// A plain (non-controller) owner reference to `owner`: the dependant is garbage
+/// collected with it, nothing more.
+pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.name_any(),
+        uid: owner.meta().uid.clone().unwrap_or_default(),
+        controller: None,
+        block_owner_deletion: None,
+    }
+}
+
+/// The reference an Event's involvedObject holds: the object at the revision the
+/// controller acted on (kube's `Resource::object_ref` leaves the resourceVersion out).
+pub fn event_reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
+    let meta = obj.meta();
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        field_path: None,
+    }
+}
+
+/// The owner reference marked as controller, if any (upstream's `metav1.GetControllerOf`).
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+}
+
+/// Active pods: not being deleted and not finished (Succeeded or Failed).
+pub fn is_pod_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// The pod's Ready condition is True.
+pub fn is_pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::api::batch::v1::Job;
+    use serde_json::json;
+
+    fn job() -> Job {
+        serde_json::from_value(json!({"metadata": {"name": "pi", "namespace": "ns",
+            "uid": "u1", "resourceVersion": "7"}}))
+        .unwrap()
+    }
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn references_name_the_kind_version_and_revision() {
+        let c = controller_ref(&job());
+        assert_eq!(
+            (
+                c.api_version.as_str(),
+                c.kind.as_str(),
+                c.name.as_str(),
+                c.uid.as_str()
+            ),
+            ("batch/v1", "Job", "pi", "u1")
+        );
+        assert_eq!(
+            (c.controller, c.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+        let o = owner_ref(&job());
+        assert_eq!((o.controller, o.block_owner_deletion), (None, None));
+        let e = event_reference(&job());
+        assert_eq!(e.kind.as_deref(), Some("Job"));
+        assert_eq!(e.namespace.as_deref(), Some("ns"));
+        assert_eq!(e.resource_version.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn controller_of_skips_plain_owners() {
+        let mut meta = ObjectMeta::default();
+        assert!(controller_of(&meta).is_none());
+        meta.owner_references = Some(vec![owner_ref(&job())]);
+        assert!(controller_of(&meta).is_none());
+        meta.owner_references
+            .as_mut()
+            .unwrap()
+            .push(controller_ref(&job()));
+        assert_eq!(controller_of(&meta).unwrap().controller, Some(true));
+    }
+
+    #[test]
+    fn active_and_ready_pods() {
+        let running = pod(json!({"status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]}}));
+        assert!(is_pod_active(&running) && is_pod_ready(&running));
+        let done = pod(json!({"status": {"phase": "Succeeded"}}));
+        assert!(!is_pod_active(&done) && !is_pod_ready(&done));
+        let deleting = pod(
+            json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}}),
+        );
+        assert!(!is_pod_active(&deleting) && !is_pod_ready(&deleting));
+    }
+}
