@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryFuture};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -142,8 +142,10 @@ pub async fn drive<K, ReconcilerFut, Ctx>(
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(controller = name, error = %e, "sync failed");
+            match res {
+                // Woken for an object that went meanwhile: nothing to sync.
+                Ok(_) | Err(controller::Error::ObjectNotFound(_)) => {}
+                Err(e) => tracing::debug!(controller = name, error = %e, "sync failed"),
             }
         })
         .await;

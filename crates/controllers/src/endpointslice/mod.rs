@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
@@ -68,17 +68,8 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    // Both loops stop on the one signal.
+    let shutdown = shutdown.shared();
     let (nodes, writer) = reflector::store::<Node>();
     let node_cache = tokio::spawn(
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
@@ -108,7 +99,7 @@ pub async fn run(
     let running = drive(
         "endpointslice",
         controller,
-        stopped(),
+        shutdown.clone(),
         reconcile,
         error_policy,
         ctx,
@@ -116,7 +107,7 @@ pub async fn run(
     // Zones come from the node cache: start syncing once it has listed the nodes.
     let ready = tokio::select! {
         r = nodes.wait_until_ready() => r.is_ok(),
-        () = stopped() => false,
+        () = shutdown.clone() => false,
     };
     if ready {
         running.await;

@@ -34,6 +34,8 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use serde_json::json;
 
+use crate::runner::drive;
+
 pub use decide::{decide_dependent, foreground_blockers, DependentDecision, OwnerState};
 
 /// Finalizer of an owner being deleted in the foreground.
@@ -380,18 +382,16 @@ pub async fn run(
             });
         let stream = reflector::reflector(writer, stream).applied_objects();
         let ctx = ctx.clone();
-        let controller = Controller::for_stream_with(stream, reader, kind.ar.clone())
-            .reconcile_on(rx)
-            .graceful_shutdown_on(shutdown.clone())
-            .run(move |obj, ctx| reconcile(obj, ctx, i), error_policy, ctx)
-            .for_each(|res| async move {
-                match res {
-                    // Woken for an object that went meanwhile: nothing to collect.
-                    Ok(_) | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
-                    Err(e) => tracing::debug!(error = %e, "garbage collector reconcile failed"),
-                }
-            });
-        controllers.push(tokio::spawn(controller));
+        let controller =
+            Controller::for_stream_with(stream, reader, kind.ar.clone()).reconcile_on(rx);
+        controllers.push(tokio::spawn(drive(
+            "garbage-collector",
+            controller,
+            shutdown.clone(),
+            move |obj, ctx| reconcile(obj, ctx, i),
+            error_policy,
+            ctx,
+        )));
     }
     for c in controllers {
         // A panicking controller task is a bug; the others keep running until shutdown.
