@@ -26,12 +26,7 @@ struct Harness {
     sim: SimCluster,
 }
 
-impl std::ops::Deref for Harness {
-    type Target = SimCluster;
-    fn deref(&self) -> &SimCluster {
-        &self.sim
-    }
-}
+crate::deref_to_sim!(Harness);
 
 impl Harness {
     async fn start() -> Self {

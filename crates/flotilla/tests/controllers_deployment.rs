@@ -24,12 +24,7 @@ struct Harness {
     version: &'static str,
 }
 
-impl std::ops::Deref for Harness {
-    type Target = SimCluster;
-    fn deref(&self) -> &SimCluster {
-        &self.sim
-    }
-}
+crate::deref_to_sim!(Harness);
 
 impl Harness {
     async fn start(test: &str, nodes: usize, version: &'static str) -> Self {

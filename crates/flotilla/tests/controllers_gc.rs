@@ -26,12 +26,7 @@ struct Harness {
     gc: Option<tokio::task::JoinHandle<Result<(), controllers::garbage_collector::Error>>>,
 }
 
-impl std::ops::Deref for Harness {
-    type Target = SimCluster;
-    fn deref(&self) -> &SimCluster {
-        &self.sim
-    }
-}
+crate::deref_to_sim!(Harness);
 
 impl Harness {
     // RUST_LOG=flotilla_controllers=debug shows the collector's decisions.

@@ -19,7 +19,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{eventually_for, phase_of, run_kubectl, SimCluster};
+use support::sim::{eventually_for, phase_of, run_kubectl, until_gone, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -28,12 +28,7 @@ struct Harness {
     sim: SimCluster,
 }
 
-impl std::ops::Deref for Harness {
-    type Target = SimCluster;
-    fn deref(&self) -> &SimCluster {
-        &self.sim
-    }
-}
+crate::deref_to_sim!(Harness);
 
 impl Harness {
     async fn start(test: &str) -> Self {
@@ -260,16 +255,13 @@ async fn a_pod_deleted_before_it_finished_counts_as_failed_and_is_replaced_after
         .unwrap();
     h.job_until("del", "1 failed", |j| counts(j).2 == 1).await;
     // The finalizer released, the deleted pod goes away.
-    testkit::wait_for_async(DEADLINE, || async {
-        h.pods()
-            .get_opt(&pods[0].name_any())
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await
-    .expect("the deleted pod is removed once counted");
+    until_gone(
+        &h.pods(),
+        &pods[0].name_any(),
+        DEADLINE,
+        "the deleted pod is removed once counted",
+    )
+    .await;
     let replacement = h.running("del", 1).await;
     assert_ne!(replacement[0].uid(), pods[0].uid());
     assert!(
@@ -409,16 +401,13 @@ async fn suspend_and_resume_then_ttl_deletes_the_finished_job() {
     h.finish(&pods[0], true).await;
     h.job_until("later", "Complete", |j| condition(j, "Complete").is_some())
         .await;
-    testkit::wait_for_async(DEADLINE, || async {
-        h.jobs()
-            .get_opt("later")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await
-    .expect("ttlSecondsAfterFinished deletes the Job");
+    until_gone(
+        &h.jobs(),
+        "later",
+        DEADLINE,
+        "ttlSecondsAfterFinished deletes the Job",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,12 +26,7 @@ struct Harness {
     kubectl_version: &'static str,
 }
 
-impl std::ops::Deref for Harness {
-    type Target = SimCluster;
-    fn deref(&self) -> &SimCluster {
-        &self.sim
-    }
-}
+crate::deref_to_sim!(Harness);
 
 impl Harness {
     // RUST_LOG=flotilla_controllers=debug shows the controller's syncs.

@@ -16,7 +16,7 @@ use kube::api::{
 };
 use serde_json::json;
 
-use support::sim::{create_namespace, eventually, nodes, SimCluster, SimulatedConfig};
+use support::sim::{create_namespace, eventually, nodes, until_gone, SimCluster, SimulatedConfig};
 use support::{Server, ServerOptions};
 
 /// A server with scheduler and controllers, and `count` simulated nodes `<prefix>-<i>`.
@@ -358,14 +358,12 @@ async fn service_endpoints_and_slices_follow_the_pods() {
         .delete("web", &DeleteParams::default())
         .await
         .unwrap();
-    eventually(30, "the Endpoints deleted with the Service", || async {
-        endpoints
-            .get_opt("web")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
+    until_gone(
+        &endpoints,
+        "web",
+        Duration::from_secs(30),
+        "the Endpoints deleted with the Service",
+    )
     .await;
     eventually(
         30,
@@ -422,14 +420,12 @@ async fn services_without_selector_keep_their_own_endpoints() {
         .delete("other", &DeleteParams::default())
         .await
         .unwrap();
-    eventually(30, "the managed Endpoints deleted", || async {
-        endpoints
-            .get_opt("other")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
+    until_gone(
+        &endpoints,
+        "other",
+        Duration::from_secs(30),
+        "the managed Endpoints deleted",
+    )
     .await;
     assert!(endpoints.get_opt("db").await.unwrap().is_some());
 }
@@ -584,14 +580,12 @@ async fn endpoint_controllers_converge_after_a_restart() {
         .unwrap();
 
     let (stop, tasks) = start_endpoint_controllers(&client);
-    eventually(30, "the deleted Service's Endpoints removed", || async {
-        endpoints
-            .get_opt("api")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
+    until_gone(
+        &endpoints,
+        "api",
+        Duration::from_secs(30),
+        "the deleted Service's Endpoints removed",
+    )
     .await;
     let ep = ready("api-hl", 2).await;
     let labels = ep.metadata.labels.clone().unwrap();

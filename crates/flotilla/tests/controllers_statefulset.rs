@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{image_of, is_ready, nodes, SimCluster};
+use support::sim::{image_of, is_ready, nodes, until_gone, SimCluster};
 use support::ServerOptions;
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -40,12 +40,7 @@ struct Harness {
     version: &'static str,
 }
 
-impl std::ops::Deref for Harness {
-    type Target = SimCluster;
-    fn deref(&self) -> &SimCluster {
-        &self.sim
-    }
-}
+crate::deref_to_sim!(Harness);
 
 impl Harness {
     async fn start(test: &str, nodes: usize, version: &'static str) -> Self {
@@ -553,31 +548,25 @@ async fn claims_follow_the_retention_policy() {
     h.kubectl(&["scale", "sts", "ret", "--replicas=1"], None)
         .await;
     h.converged("ret", 1).await;
-    testkit::wait_for_async(DEADLINE, || async {
-        h.claims()
-            .get_opt("data-ret-1")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("data-ret-1 not deleted after scale-down"));
+    until_gone(
+        &h.claims(),
+        "data-ret-1",
+        DEADLINE,
+        "data-ret-1 not deleted after scale-down",
+    )
+    .await;
     let kept = h.claims().get("data-ret-0").await.unwrap();
     assert!(kept.metadata.deletion_timestamp.is_none());
 
     h.kubectl(&["delete", "sts", "ret", "--wait=false"], None)
         .await;
-    testkit::wait_for_async(DEADLINE, || async {
-        h.claims()
-            .get_opt("data-ret-0")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("data-ret-0 not deleted with its set"));
+    until_gone(
+        &h.claims(),
+        "data-ret-0",
+        DEADLINE,
+        "data-ret-0 not deleted with its set",
+    )
+    .await;
 }
 
 /// A partition holds the update to the ordinals at or above it (`rollout status` reports

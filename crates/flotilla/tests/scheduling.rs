@@ -23,12 +23,7 @@ struct Harness {
     prefix: String,
 }
 
-impl std::ops::Deref for Harness {
-    type Target = SimCluster;
-    fn deref(&self) -> &SimCluster {
-        &self.sim
-    }
-}
+crate::deref_to_sim!(Harness);
 
 impl Harness {
     /// A server with `nodes` simulated nodes (4 CPUs, 8 GiB, zones round-robin over 2),

@@ -61,6 +61,20 @@ pub fn nodes(prefix: &str, count: usize) -> SimulatedConfig {
     }
 }
 
+/// Derefs a test's harness struct (one with a `sim: SimCluster` field) to that cluster, so
+/// `h.client`, `h.server` and the cluster's helpers read as the harness's own.
+#[macro_export]
+macro_rules! deref_to_sim {
+    ($harness:ty) => {
+        impl std::ops::Deref for $harness {
+            type Target = $crate::support::sim::SimCluster;
+            fn deref(&self) -> &Self::Target {
+                &self.sim
+            }
+        }
+    };
+}
+
 /// A server with the tasks a test runs against it in process.
 pub struct SimCluster {
     // Dropped first: the in-process tasks see their shutdown before the server goes away.
