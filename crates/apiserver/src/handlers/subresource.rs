@@ -1,6 +1,7 @@
 //! Subresources with their own object: `scale` (autoscaling/v1 Scale over a workload's
 //! spec.replicas), `binding` (assign a pod to a node) and `eviction` (delete a pod).
 
+use api::ResourceInfo;
 use axum::body::Body;
 use axum::response::Response;
 use http::StatusCode;
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 use super::{body, render, Ctx};
 use crate::patch::{self, PatchType};
 use crate::registry::update::{Preconditions, Transition};
-use crate::registry::{meta, DeleteOptions, ObjectRef, Propagation, UpdateMode};
+use crate::registry::{meta, DeleteOptions, ObjectRef, Propagation, Registry, UpdateMode};
 use crate::status::ApiError;
 
 /// A label selector object as the string form Scale.status.selector carries.
@@ -354,15 +355,27 @@ pub async fn bind_pod(
     };
     let annotations = binding.pointer("/metadata/annotations");
     let now = meta::now_rfc3339();
+    let suggestion = (!dry_run)
+        .then(|| cached_current(&ctx.state.registry, &pods, &r.key()))
+        .flatten();
     ctx.state
         .registry
-        .guaranteed_update(r, &preconditions, dry_run, |mut obj| {
+        .guaranteed_update_from(r, &preconditions, dry_run, suggestion, |mut obj| {
             assign(&mut obj, &node, annotations, &now)
                 .map_err(|why| ApiError::conflict_with(target, &why.message(pod)))?;
             Ok(Transition::Write(obj))
         })
         .await?;
     Ok(success(StatusCode::CREATED))
+}
+
+/// The pod as the watch cache holds it: already parsed, so a binding need not read and
+/// parse the store's copy. The scheduler binds pods it just saw through the same cache, so
+/// the copy is nearly always current; when it is not, the write's compare-and-swap fails
+/// and the update falls back to the store.
+fn cached_current(registry: &Registry, pods: &ResourceInfo, key: &str) -> Option<Value> {
+    let cacher = registry.cache.cacher(&pods.storage_prefix());
+    cacher.get(key).map(|o| o.value.clone())
 }
 
 pub async fn bind(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
@@ -417,6 +430,7 @@ pub async fn evict(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use store::Store;
 
     fn pending() -> Value {
         json!({
@@ -427,6 +441,153 @@ mod tests {
                 "message": "0/1 nodes are available", "lastTransitionTime": "2026-01-01T00:00:00Z"
             }]}
         })
+    }
+
+    /// An API state over a fresh embedded store, with pod `p` in `default` stored and seen
+    /// by the watch cache; returns the state, the pod's store key and its cached copy.
+    async fn with_cached_pod(
+        dir: &std::path::Path,
+    ) -> (std::sync::Arc<crate::state::ApiState>, String, Value) {
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+            store::EmbeddedStore::open(dir, store::EmbeddedConfig::default()).unwrap(),
+        );
+        let state = crate::state::ApiState::with_config(store.clone(), Default::default())
+            .await
+            .unwrap();
+        let pods = state.registry.info("", "Pod").unwrap().clone();
+        let key = ObjectRef::new(&pods, Some("default"), "p").key();
+        let kv = store
+            .create(&key, serde_json::to_vec(&pending()).unwrap().into())
+            .await
+            .unwrap();
+        let rv = kv.mod_revision.to_string();
+        let cached = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                if let Some(v) = cached_current(&state.registry, &pods, &key) {
+                    if meta::resource_version(&v) == Some(rv.as_str()) {
+                        return v;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the watch cache sees the pod");
+        (state, key, cached)
+    }
+
+    async fn bind_from(
+        state: &crate::state::ApiState,
+        suggestion: Value,
+        preconditions: Preconditions,
+    ) -> Result<Value, ApiError> {
+        let pods = state.registry.info("", "Pod").unwrap().clone();
+        let r = ObjectRef::new(&pods, Some("default"), "p");
+        state
+            .registry
+            .guaranteed_update_from(r, &preconditions, false, Some(suggestion), |mut obj| {
+                assign(&mut obj, "n1", None, "2026-11-29T00:00:00Z")
+                    .map_err(|why| ApiError::conflict_with(r.target(), &why.message("p")))?;
+                Ok(Transition::Write(obj))
+            })
+            .await
+    }
+
+    async fn stored(state: &crate::state::ApiState, key: &str) -> Value {
+        let (kv, _) = state.store.get(key, None).await.unwrap();
+        meta::decode_kv(&kv.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_current_cached_pod_is_bound_without_reading_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, key, mut cached) = with_cached_pod(dir.path()).await;
+        // A mark only the cached copy carries: it reaches the store only if the write
+        // started from that copy (its resourceVersion is current, so the CAS holds).
+        cached["metadata"]["labels"] = json!({"from": "cache"});
+        let written = bind_from(&state, cached, Preconditions::default())
+            .await
+            .unwrap();
+        assert_eq!(written["spec"]["nodeName"], "n1");
+        let now = stored(&state, &key).await;
+        assert_eq!(now["spec"]["nodeName"], "n1");
+        assert_eq!(now["metadata"]["labels"]["from"], "cache");
+        assert_eq!(
+            now["metadata"]["resourceVersion"],
+            written["metadata"]["resourceVersion"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_cached_pod_loses_the_swap_and_the_store_copy_is_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, key, cached) = with_cached_pod(dir.path()).await;
+        // Someone writes the pod after the cache's copy was taken.
+        let mut newer = stored(&state, &key).await;
+        let rev: i64 = meta::resource_version(&newer).unwrap().parse().unwrap();
+        newer["metadata"]["labels"] = json!({"from": "store"});
+        let mut bytes = newer.clone();
+        meta::metadata_mut(&mut bytes).remove("resourceVersion");
+        state
+            .store
+            .update(&key, serde_json::to_vec(&bytes).unwrap().into(), rev)
+            .await
+            .unwrap();
+        bind_from(&state, cached, Preconditions::default())
+            .await
+            .unwrap();
+        let now = stored(&state, &key).await;
+        assert_eq!(now["spec"]["nodeName"], "n1");
+        assert_eq!(
+            now["metadata"]["labels"]["from"], "store",
+            "the newer write is kept, not overwritten from the stale copy"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_from_a_stale_copy_is_decided_again_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, key, cached) = with_cached_pod(dir.path()).await;
+        // The cache's copy still shows a gate and another uid (as if the gate had since
+        // been removed); the store's pod takes the binding.
+        let mut gated = cached.clone();
+        gated["spec"]["schedulingGates"] = json!([{"name": "example.com/wait"}]);
+        bind_from(&state, gated, Preconditions::default())
+            .await
+            .unwrap();
+        assert_eq!(stored(&state, &key).await["spec"]["nodeName"], "n1");
+
+        let dir = tempfile::tempdir().unwrap();
+        let (state, key, cached) = with_cached_pod(dir.path()).await;
+        let mut other_uid = cached.clone();
+        other_uid["metadata"]["uid"] = json!("u0");
+        let uid = Preconditions {
+            uid: Some("u1".into()),
+            resource_version: None,
+        };
+        bind_from(&state, other_uid, uid).await.unwrap();
+        assert_eq!(stored(&state, &key).await["spec"]["nodeName"], "n1");
+    }
+
+    #[tokio::test]
+    async fn a_bound_pod_is_refused_from_the_store_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, key, cached) = with_cached_pod(dir.path()).await;
+        bind_from(&state, cached.clone(), Preconditions::default())
+            .await
+            .unwrap();
+        // The cache's copy may still show the pod unbound: the second binding's swap fails
+        // and the store's copy refuses it with 409, as before.
+        let err = bind_from(&state, cached, Preconditions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 409);
+        assert!(
+            err.message.contains("already assigned to node"),
+            "{}",
+            err.message
+        );
+        assert_eq!(stored(&state, &key).await["spec"]["nodeName"], "n1");
     }
 
     #[test]

@@ -104,26 +104,60 @@ impl Registry {
         r: ObjectRef<'_>,
         preconditions: &Preconditions,
         dry_run: bool,
+        try_update: impl FnMut(Value) -> Result<Transition, ApiError>,
+    ) -> Result<Value, ApiError> {
+        self.guaranteed_update_from(r, preconditions, dry_run, None, try_update)
+            .await
+    }
+
+    /// [`Self::guaranteed_update`] whose first attempt starts from `suggestion`, the object
+    /// as a cache last saw it (with its resourceVersion), instead of reading and parsing
+    /// the store's copy; as upstream's GuaranteedUpdate does with the watch cache's object.
+    /// The compare-and-swap on the suggestion's resourceVersion makes a stale copy lose the
+    /// race harmlessly; and since a stale copy must not decide the answer either, anything
+    /// but a write from it (a failed precondition, a refusal, no change, a dry run) is done
+    /// again from the store.
+    pub async fn guaranteed_update_from(
+        &self,
+        r: ObjectRef<'_>,
+        preconditions: &Preconditions,
+        dry_run: bool,
+        suggestion: Option<Value>,
         mut try_update: impl FnMut(Value) -> Result<Transition, ApiError>,
     ) -> Result<Value, ApiError> {
         let key = r.key();
+        let mut suggestion = suggestion.and_then(|v| {
+            let rev = meta::resource_version(&v)?
+                .parse::<store::Revision>()
+                .ok()?;
+            Some((v, rev))
+        });
         for attempt in 0..MAX_ATTEMPTS {
-            let (kv, _) = self
-                .store
-                .get(&key, None)
-                .await
-                .map_err(|e| ApiError::from_store(e, r.target()))?;
-            let kv = kv.ok_or_else(|| ApiError::not_found(r.target()))?;
-            let old = meta::decode_kv(&kv)?;
-            preconditions.check(&old, r)?;
-            let transition = try_update(old)?;
+            let (old, revision, current) = match suggestion.take() {
+                Some((v, rev)) => (v, rev, false),
+                None => {
+                    let (kv, _) = self
+                        .store
+                        .get(&key, None)
+                        .await
+                        .map_err(|e| ApiError::from_store(e, r.target()))?;
+                    let kv = kv.ok_or_else(|| ApiError::not_found(r.target()))?;
+                    (meta::decode_kv(&kv)?, kv.mod_revision, true)
+                }
+            };
+            let decided = preconditions.check(&old, r).and_then(|()| try_update(old));
+            let writes = matches!(decided, Ok(Transition::Write(_) | Transition::Delete(_)));
+            if !current && (dry_run || !writes) {
+                continue;
+            }
+            let transition = decided?;
             let removed = matches!(transition, Transition::Delete(_));
             let result = match transition {
                 Transition::Unchanged(v) => return Ok(v),
                 Transition::Write(v) if dry_run => return Ok(v),
                 Transition::Delete(v) if dry_run => return Ok(v),
-                Transition::Write(v) => self.write_at(&key, kv.mod_revision, v).await?,
-                Transition::Delete(v) => self.delete_at(&key, kv.mod_revision, v).await,
+                Transition::Write(v) => self.write_at(&key, revision, v).await?,
+                Transition::Delete(v) => self.delete_at(&key, revision, v).await,
             };
             match result {
                 Ok(v) => {

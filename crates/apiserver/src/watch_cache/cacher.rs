@@ -96,6 +96,13 @@ impl Cacher {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The object stored at `key` as of the cache's revision (None if absent or not loaded
+    /// yet). It may lag the store: use it only where a compare-and-swap on its
+    /// resourceVersion catches a stale copy.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        self.read().objects.get(key).cloned()
+    }
+
     /// Objects whose key starts with `prefix`, in key order, and the cache revision.
     pub fn snapshot(&self, prefix: &str) -> (Vec<Arc<CachedObject>>, Revision) {
         let st = self.read();
