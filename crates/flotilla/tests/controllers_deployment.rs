@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{image_of, SimCluster};
+use support::sim::{app_workload, image_of, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -153,21 +153,15 @@ fn annotation(r: &ReplicaSet, k: &str) -> Option<String> {
 }
 
 fn manifest(name: &str, replicas: i32, strategy: serde_json::Value) -> String {
-    serde_json::to_string(&json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "strategy": strategy,
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": "registry.invalid/app:1",
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
-            },
-        },
-    }))
-    .unwrap()
+    let mut v = app_workload(
+        "Deployment",
+        name,
+        replicas,
+        json!({"name": "c", "image": "registry.invalid/app:1",
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}),
+    );
+    v["spec"]["strategy"] = strategy;
+    v.to_string()
 }
 
 /// apply → 3 Running pods; scale to 5 then 2; set image rolls out with at least

@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{run_kubectl, SimCluster};
+use support::sim::{app_workload, run_kubectl, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -110,20 +110,15 @@ impl Harness {
 }
 
 fn manifest(name: &str, replicas: i32) -> String {
-    serde_json::to_string(&json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name, "tier": "web"}},
-                "spec": {"containers": [{"name": "c", "image": "registry.invalid/app:1",
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
-            },
-        },
-    }))
-    .unwrap()
+    let mut v = app_workload(
+        "ReplicaSet",
+        name,
+        replicas,
+        json!({"name": "c", "image": "registry.invalid/app:1",
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}),
+    );
+    v["spec"]["template"]["metadata"]["labels"]["tier"] = json!("web");
+    v.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,9 @@ use kube::api::{
 };
 use serde_json::json;
 
-use support::sim::{create_namespace, eventually, nodes, until_gone, SimCluster, SimulatedConfig};
+use support::sim::{
+    app_workload, create_namespace, eventually, nodes, until_gone, SimCluster, SimulatedConfig,
+};
 use support::{Server, ServerOptions};
 
 /// A server with scheduler and controllers, and `count` simulated nodes `<prefix>-<i>`.
@@ -37,19 +39,9 @@ async fn start(prefix: &str, count: usize) -> SimCluster {
 }
 
 fn deployment(name: &str, replicas: i32) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": "registry.invalid/web:1",
-                    "ports": [{"name": "http", "containerPort": 8080}]}]}
-            }
-        }
-    }))
-    .unwrap()
+    let container = json!({"name": "c", "image": "registry.invalid/web:1",
+        "ports": [{"name": "http", "containerPort": 8080}]});
+    serde_json::from_value(app_workload("Deployment", name, replicas, container)).unwrap()
 }
 
 fn addresses(ep: &Endpoints, ready: bool) -> Vec<String> {

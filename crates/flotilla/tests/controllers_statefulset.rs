@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{image_of, is_ready, nodes, until_gone, SimCluster};
+use support::sim::{app_workload, image_of, is_ready, nodes, until_gone, SimCluster};
 use support::ServerOptions;
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -180,19 +180,9 @@ fn names(pods: &[Pod]) -> Vec<String> {
 }
 
 fn manifest(name: &str, replicas: i32, extra: serde_json::Value) -> String {
-    let mut v = json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": "registry.local/app:1"}]}
-            }
-        }
-    });
+    let container = json!({"name": "c", "image": "registry.local/app:1"});
+    let mut v = app_workload("StatefulSet", name, replicas, container);
+    v["spec"]["serviceName"] = json!(name);
     let spec = v["spec"].as_object_mut().unwrap();
     for (k, val) in extra.as_object().unwrap() {
         spec.insert(k.clone(), val.clone());

@@ -17,7 +17,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
-use support::sim::{create_namespace, eventually, nodes, start_nodes, SimulatedConfig};
+use support::sim::{
+    app_workload, create_namespace, eventually, nodes, start_nodes, SimulatedConfig,
+};
 use support::{Etcd, Server, ServerOptions};
 
 const LEASES: [&str; 2] = ["kube-scheduler", "kube-controller-manager"];
@@ -59,20 +61,8 @@ fn leader_of(servers: &[&Server], identity: &str) -> usize {
 }
 
 fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
-    serde_json::from_value(json!({
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]}
-            }
-        }
-    }))
-    .unwrap()
+    let container = json!({"name": "c", "image": "busybox"});
+    serde_json::from_value(app_workload("ReplicaSet", name, replicas, container)).unwrap()
 }
 
 /// Creates a ReplicaSet and waits until its pods are scheduled and running.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, PostParams};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -238,6 +238,25 @@ pub async fn create_namespace(client: &kube::Client, name: &str) {
     api.create(&PostParams::default(), &ns)
         .await
         .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+}
+
+/// An `apps/v1` workload of `kind` (Deployment, ReplicaSet, StatefulSet) named `name` with
+/// `replicas` pods, selected and labelled `app: <name>`, each running `container`. No
+/// namespace: the API or kubectl request says which.
+pub fn app_workload(kind: &str, name: &str, replicas: i32, container: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [container]}
+            }
+        }
+    })
 }
 
 /// The first container's image.
