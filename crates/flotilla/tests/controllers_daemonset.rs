@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{eventually_for, image_of, nodes, SimCluster};
+use support::sim::{eventually_for, image_of, nodes, phase_of, SimCluster};
 use support::ServerOptions;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -104,8 +104,7 @@ impl Harness {
                         return None;
                     }
                     let p = pods.pop()?;
-                    let running =
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    let running = phase_of(&p) == Some("Running");
                     if !running || image_of(&p) != image {
                         return None;
                     }
@@ -348,7 +347,7 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
             let by_node = h.pods_by_node("agent").await;
             let pods = by_node.get("dsn-node-1")?;
             let p = pods.first()?;
-            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            let running = phase_of(p) == Some("Running");
             (pods.len() == 1 && running && p.metadata.uid != failed.metadata.uid).then_some(())
         },
     )

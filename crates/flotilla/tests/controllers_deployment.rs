@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{app_workload, image_of, SimCluster};
+use support::sim::{app_workload, image_of, is_ready, phase_of, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -93,7 +93,7 @@ impl Harness {
             let pods = self.live_pods(name).await;
             let running = pods
                 .iter()
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .filter(|p| phase_of(p) == Some("Running"))
                 .filter(|p| image_of(p) == image)
                 .count();
             let st = d.status.clone().unwrap_or_default();
@@ -253,14 +253,7 @@ async fn lifecycle(test: &str, version: &'static str) {
                     .live_pods("web")
                     .await
                     .iter()
-                    .filter(|p| {
-                        p.status
-                            .as_ref()
-                            .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|c| {
-                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                            })
-                    })
+                    .filter(|p| is_ready(p))
                     .count();
                 assert!(ready >= 1, "only {ready} ready pods during the rollout");
                 samples += 1;

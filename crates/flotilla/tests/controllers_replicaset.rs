@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{app_workload, run_kubectl, SimCluster};
+use support::sim::{app_workload, phase_of, run_kubectl, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -86,7 +86,7 @@ impl Harness {
             let pods = self.owned_pods(&rs).await;
             let running = pods
                 .iter()
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .filter(|p| phase_of(p) == Some("Running"))
                 .count();
             let st = rs.status.clone().unwrap_or_default();
             if pods.len() == n

@@ -18,7 +18,7 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 use support::sim::{
-    app_workload, create_namespace, eventually, nodes, start_nodes, SimulatedConfig,
+    app_workload, create_namespace, eventually, nodes, phase_of, start_nodes, SimulatedConfig,
 };
 use support::{Etcd, Server, ServerOptions};
 
@@ -82,7 +82,7 @@ async fn reconciled(client: &kube::Client, ns: &str, name: &str, secs: u64) {
             .items
             .iter()
             .filter(|p| {
-                p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                phase_of(p) == Some("Running")
                     && p.spec
                         .as_ref()
                         .and_then(|s| s.node_name.as_deref())
