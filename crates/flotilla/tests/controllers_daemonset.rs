@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{eventually_for, image_of, nodes, phase_of, SimCluster};
+use support::sim::{eventually_for, image_of, merge_patch, nodes, phase_of, SimCluster};
 use support::ServerOptions;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -138,14 +138,7 @@ fn daemon_set(name: &str, image: &str, template_spec_extra: serde_json::Value) -
 }
 
 async fn set_taint(nodes: &Api<Node>, node: &str, taints: serde_json::Value) {
-    nodes
-        .patch(
-            node,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"taints": taints}})),
-        )
-        .await
-        .unwrap();
+    merge_patch(nodes, node, json!({"spec": {"taints": taints}})).await;
 }
 
 /// 3 nodes → 3 pods, one per node, each pinned by the metadata.name affinity and bound

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::Resource;
 use serde_json::json;
 
-use support::sim::{create_namespace, eventually_for, run_kubectl, until_gone, SimCluster};
+use support::sim::{
+    create_namespace, eventually_for, merge_patch, run_kubectl, until_gone, SimCluster,
+};
 use support::ServerOptions;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -212,14 +214,12 @@ async fn foreground_deletion_keeps_the_owner_until_blocking_dependents_are_gone(
     assert!(finalizers_of(&o).contains(&"foregroundDeletion".to_string()));
 
     // Release the blocker: it goes, and then so does the owner.
-    h.cms()
-        .patch(
-            "blocker",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await
-        .unwrap();
+    merge_patch(
+        &h.cms(),
+        "blocker",
+        json!({"metadata": {"finalizers": null}}),
+    )
+    .await;
     h.wait_gone("blocker").await;
     h.wait_gone("owner").await;
     h.stop().await;
@@ -536,14 +536,7 @@ async fn foreground_deletion_waits_for_the_whole_blocking_tree() {
     let t = h.get("top").await.expect("the top waits for the tree");
     assert!(finalizers_of(&t).contains(&"foregroundDeletion".to_string()));
 
-    h.cms()
-        .patch(
-            "leaf",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await
-        .unwrap();
+    merge_patch(&h.cms(), "leaf", json!({"metadata": {"finalizers": null}})).await;
     h.wait_gone("leaf").await;
     h.wait_gone("mid").await;
     h.wait_gone("top").await;

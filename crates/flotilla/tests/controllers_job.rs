@@ -19,7 +19,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
-use support::sim::{eventually_for, phase_of, run_kubectl, until_gone, SimCluster};
+use support::sim::{eventually_for, merge_patch, phase_of, run_kubectl, until_gone, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -345,14 +345,7 @@ async fn suspend_and_resume_then_ttl_deletes_the_finished_job() {
     .await;
     assert!(h.job_pods("later").await.is_empty());
 
-    h.jobs()
-        .patch(
-            "later",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"suspend": false}})),
-        )
-        .await
-        .unwrap();
+    merge_patch(&h.jobs(), "later", json!({"spec": {"suspend": false}})).await;
     let pods = h.running("later", 1).await;
     let job = h
         .job_until("later", "resumed", |j| condition(j, "Suspended").is_none())
@@ -373,14 +366,7 @@ async fn suspend_and_resume_then_ttl_deletes_the_finished_job() {
     );
 
     // Suspending again stops the running pod without counting it.
-    h.jobs()
-        .patch(
-            "later",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"suspend": true}})),
-        )
-        .await
-        .unwrap();
+    merge_patch(&h.jobs(), "later", json!({"spec": {"suspend": true}})).await;
     testkit::wait_for_async(DEADLINE, || async {
         h.job_pods("later").await.is_empty().then_some(())
     })
@@ -389,14 +375,7 @@ async fn suspend_and_resume_then_ttl_deletes_the_finished_job() {
     assert_eq!(counts(&h.jobs().get("later").await.unwrap()).2, 0);
     drop(pods);
 
-    h.jobs()
-        .patch(
-            "later",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"suspend": false}})),
-        )
-        .await
-        .unwrap();
+    merge_patch(&h.jobs(), "later", json!({"spec": {"suspend": false}})).await;
     let pods = h.running("later", 1).await;
     h.finish(&pods[0], true).await;
     h.job_until("later", "Complete", |j| condition(j, "Complete").is_some())
@@ -505,14 +484,12 @@ async fn cronjob_replace_policy_and_history_limit_with_a_moved_clock() {
         let n = pokes;
         async move {
             // Any change wakes the controller, which then reads its (moved) clock.
-            cronjobs
-                .patch(
-                    "hourly",
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"annotations": {"poke": n.to_string()}}})),
-                )
-                .await
-                .unwrap();
+            merge_patch(
+                &cronjobs,
+                "hourly",
+                json!({"metadata": {"annotations": {"poke": n.to_string()}}}),
+            )
+            .await;
         }
     };
     let runs = |h: &Harness| {

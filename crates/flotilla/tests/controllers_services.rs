@@ -17,7 +17,8 @@ use kube::api::{
 use serde_json::json;
 
 use support::sim::{
-    app_workload, create_namespace, eventually, nodes, until_gone, SimCluster, SimulatedConfig,
+    app_workload, create_namespace, eventually, merge_patch, nodes, until_gone, SimCluster,
+    SimulatedConfig,
 };
 use support::{Server, ServerOptions};
 
@@ -323,14 +324,7 @@ async fn service_endpoints_and_slices_follow_the_pods() {
     }
 
     // Scaling to zero empties them.
-    deployments
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 0}})),
-        )
-        .await
-        .unwrap();
+    merge_patch(&deployments, "web", json!({"spec": {"replicas": 0}})).await;
     eventually(60, "empty Endpoints after scaling to 0", || async {
         endpoints
             .get_opt("web")

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use support::sim::{eventually_for, SimCluster};
+use support::sim::{eventually_for, merge_patch, SimCluster};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const NS: &str = "default";
@@ -302,14 +302,12 @@ async fn a_class_less_claim_gets_local_path_and_a_volume_on_its_pods_node() {
         .filter(|f| *f != CLEANUP_FINALIZER)
         .cloned()
         .collect();
-    h.volumes()
-        .patch(
-            &pv_name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"metadata": {"finalizers": finalizers}})),
-        )
-        .await
-        .unwrap();
+    merge_patch(
+        &h.volumes(),
+        &pv_name,
+        &json!({"metadata": {"finalizers": finalizers}}),
+    )
+    .await;
     let volumes = h.volumes();
     eventually_for(DEADLINE, "volume deleted", || {
         let volumes = volumes.clone();

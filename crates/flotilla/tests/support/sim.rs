@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -218,6 +218,17 @@ where
         }
     })
     .await
+}
+
+/// Applies a JSON merge patch to `name`, panicking with the API's answer if it fails.
+pub async fn merge_patch<K, P>(api: &Api<K>, name: &str, patch: P) -> K
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    P: serde::Serialize + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("merge patch {name} with {patch:?}: {e}"))
 }
 
 /// Runs `kubectl` on a blocking thread, so the in-process tasks keep running meanwhile.
