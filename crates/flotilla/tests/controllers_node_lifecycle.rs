@@ -19,30 +19,11 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
-use support::{Server, ServerOptions};
+use support::sim::{eventually, merge_patch, nodes, SimCluster, SimulatedConfig};
+use support::ServerOptions;
 
 const PREFIX: &str = "nlc-node";
 const NS: &str = "default";
-
-async fn client(server: &Server) -> kube::Client {
-    server.kube_client().await
-}
-
-/// Polls `check` until it yields a value, failing after `secs` with `what`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn node_name(i: usize) -> String {
     format!("{PREFIX}-{i}")
@@ -111,13 +92,14 @@ type ControllerTask = tokio::task::JoinHandle<Result<(), controllers::node_lifec
 /// their Leases every 200 ms, and the node lifecycle controller (grace 3 s, default
 /// toleration 2 s, monitor period 500 ms).
 struct Cluster {
-    server: Server,
-    client: kube::Client,
+    sim: SimCluster,
     nodes: Api<Node>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    // Dropping the sender stops the controller.
     controller: Option<(tokio::sync::oneshot::Sender<()>, ControllerTask)>,
     eviction_rate: f64,
 }
+
+crate::deref_to_sim!(Cluster);
 
 impl Cluster {
     async fn start(prefix: &str, count: usize) -> Self {
@@ -127,43 +109,20 @@ impl Cluster {
     /// With the nodes spread over `zones` zones and NoExecute tainting limited to
     /// `eviction_rate` nodes per second per zone.
     async fn start_with(prefix: &str, count: usize, zones: usize, eviction_rate: f64) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
-        let server = Server::start_with(ServerOptions {
+        let mut sim = SimCluster::start(ServerOptions {
             with_scheduler: true,
             ..Default::default()
-        });
-        let client = client(&server).await;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let stopped = futures::FutureExt::shared(async {
-            let _ = stopped.await;
-        });
-        let sim = agent::simulated::SimulatedConfig {
-            count,
-            name_prefix: prefix.into(),
+        })
+        .await;
+        sim.add_nodes(SimulatedConfig {
             lease_interval: Duration::from_millis(200),
             zones,
-            ..Default::default()
-        };
-        tokio::spawn(agent::simulated::run(client.clone(), sim, stopped.clone()));
-        let nodes: Api<Node> = Api::all(client.clone());
-        for i in 0..count {
-            let name = format!("{prefix}-{i}");
-            eventually(30, "the simulated nodes register", || {
-                let nodes = nodes.clone();
-                let name = name.clone();
-                async move { nodes.get_opt(&name).await.unwrap() }
-            })
-            .await;
-        }
-        drop(stopped);
+            ..nodes(prefix, count)
+        })
+        .await;
         let mut cluster = Cluster {
-            server,
-            client,
-            nodes,
-            stop: Some(stop),
+            nodes: sim.cluster_api(),
+            sim,
             controller: None,
             eviction_rate,
         };
@@ -203,16 +162,8 @@ impl Cluster {
         } else {
             Value::Null
         };
-        self.nodes
-            .patch(
-                node,
-                &PatchParams::default(),
-                &Patch::Merge(
-                    json!({"metadata": {"annotations": {"flotilla.io/heartbeat": value}}}),
-                ),
-            )
-            .await
-            .unwrap();
+        let patch = json!({"metadata": {"annotations": {"flotilla.io/heartbeat": value}}});
+        merge_patch(&self.nodes, node, patch).await;
     }
 
     /// Posts the node's conditions as its kubelet would (simulated nodes only renew their
@@ -258,17 +209,6 @@ impl Cluster {
             }
         })
         .await
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some((stop, _)) = self.controller.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
