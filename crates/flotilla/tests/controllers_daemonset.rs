@@ -49,6 +49,20 @@ impl Harness {
         self.sim.kubectl("1.33", DEADLINE, args, stdin).await
     }
 
+    /// `kubectl set image ds/<name> c=<image>`.
+    async fn set_image(&self, name: &str, image: &str) {
+        let (target, container) = (format!("ds/{name}"), format!("c={image}"));
+        self.kubectl(&["set", "image", &target, &container], None)
+            .await;
+    }
+
+    /// `kubectl rollout status ds/<name>`, which waits for the rollout; its output.
+    async fn rollout_status(&self, name: &str) -> String {
+        let target = format!("ds/{name}");
+        self.kubectl(&["rollout", "status", &target, "--timeout=50s"], None)
+            .await
+    }
+
     fn daemon_sets(&self) -> Api<DaemonSet> {
         Api::namespaced(self.client.clone(), NS)
     }
@@ -227,9 +241,7 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
     )
     .await;
 
-    let out = h
-        .kubectl(&["rollout", "status", "ds/agent", "--timeout=50s"], None)
-        .await;
+    let out = h.rollout_status("agent").await;
     assert!(out.contains("successfully rolled out"), "{out}");
     let status = eventually_for(DEADLINE, "agent status", || async {
         let s = ds.get("agent").await.ok()?.status?;
@@ -367,17 +379,10 @@ async fn daemon_set_rolls_out_and_back() {
     let v1 = h
         .one_per_node("logs", &nodes, "registry.invalid/logs:1")
         .await;
-    h.kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
-        .await;
+    h.rollout_status("logs").await;
 
-    h.kubectl(
-        &["set", "image", "ds/logs", "c=registry.invalid/logs:2"],
-        None,
-    )
-    .await;
-    let out = h
-        .kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
-        .await;
+    h.set_image("logs", "registry.invalid/logs:2").await;
+    let out = h.rollout_status("logs").await;
     assert!(out.contains("successfully rolled out"), "{out}");
     let v2 = h
         .one_per_node("logs", &nodes, "registry.invalid/logs:2")
@@ -416,8 +421,7 @@ async fn daemon_set_rolls_out_and_back() {
     assert!(!one.contains("registry.invalid/logs:2"), "{one}");
 
     h.kubectl(&["rollout", "undo", "ds/logs"], None).await;
-    h.kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
-        .await;
+    h.rollout_status("logs").await;
     let back = h
         .one_per_node("logs", &nodes, "registry.invalid/logs:1")
         .await;
@@ -443,11 +447,7 @@ async fn daemon_set_rolls_out_and_back() {
         None,
     )
     .await;
-    h.kubectl(
-        &["set", "image", "ds/logs", "c=registry.invalid/logs:3"],
-        None,
-    )
-    .await;
+    h.set_image("logs", "registry.invalid/logs:3").await;
     let ds = h.daemon_sets();
     eventually_for(DEADLINE, "OnDelete status observed", || async {
         let d = ds.get("logs").await.ok()?;
@@ -503,9 +503,7 @@ async fn daemon_set_rolls_out_and_back() {
         None,
     )
     .await;
-    let out = h
-        .kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
-        .await;
+    let out = h.rollout_status("logs").await;
     assert!(out.contains("successfully rolled out"), "{out}");
     let before = h
         .one_per_node("logs", &nodes, "registry.invalid/logs:3")
@@ -518,8 +516,7 @@ async fn daemon_set_rolls_out_and_back() {
     let manifest =
         serde_json::to_string(&daemon_set("logs", "registry.invalid/logs:3", json!({}))).unwrap();
     h.kubectl(&["apply", "-f", "-"], Some(manifest)).await;
-    h.kubectl(&["rollout", "status", "ds/logs", "--timeout=50s"], None)
-        .await;
+    h.rollout_status("logs").await;
     let uid = h.daemon_sets().get("logs").await.unwrap().metadata.uid;
     let after = eventually_for(DEADLINE, "the pods adopted", || async {
         let by_node = h.pods_by_node("logs").await;

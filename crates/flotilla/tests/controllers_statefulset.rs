@@ -52,6 +52,20 @@ impl Harness {
         self.sim.kubectl(self.version, DEADLINE, args, stdin).await
     }
 
+    /// `kubectl set image sts/<name> c=<image>`.
+    async fn set_image(&self, name: &str, image: &str) {
+        let (target, container) = (format!("sts/{name}"), format!("c={image}"));
+        self.kubectl(&["set", "image", &target, &container], None)
+            .await;
+    }
+
+    /// `kubectl rollout status sts/<name>`, which waits for the rollout; its output.
+    async fn rollout_status(&self, name: &str) -> String {
+        let target = format!("sts/{name}");
+        self.kubectl(&["rollout", "status", &target, "--timeout=80s"], None)
+            .await
+    }
+
     fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), NS)
     }
@@ -373,14 +387,8 @@ async fn rolling_update_status_history_and_undo() {
     .await
     .unwrap();
 
-    h.kubectl(
-        &["set", "image", "sts/roll", "c=registry.local/app:2"],
-        None,
-    )
-    .await;
-    let out = h
-        .kubectl(&["rollout", "status", "sts/roll", "--timeout=80s"], None)
-        .await;
+    h.set_image("roll", "registry.local/app:2").await;
+    let out = h.rollout_status("roll").await;
     assert!(out.contains("roll out complete"), "{out}");
     let pods = h.converged("roll", 3).await;
     assert!(pods.iter().all(|p| image_of(p) == "registry.local/app:2"));
@@ -421,9 +429,7 @@ async fn rolling_update_status_history_and_undo() {
     assert!(one.contains("registry.local/app:1"), "{one}");
 
     h.kubectl(&["rollout", "undo", "sts/roll"], None).await;
-    let out = h
-        .kubectl(&["rollout", "status", "sts/roll", "--timeout=80s"], None)
-        .await;
+    let out = h.rollout_status("roll").await;
     assert!(out.contains("roll out complete"), "{out}");
     let pods = testkit::wait_for_async(DEADLINE, || async {
         let pods = h.live_pods("roll").await;
@@ -578,14 +584,8 @@ async fn partition_and_on_delete() {
     h.converged("part", 3).await;
     h.converged("ondel", 2).await;
 
-    h.kubectl(
-        &["set", "image", "sts/part", "c=registry.local/app:2"],
-        None,
-    )
-    .await;
-    let out = h
-        .kubectl(&["rollout", "status", "sts/part", "--timeout=80s"], None)
-        .await;
+    h.set_image("part", "registry.local/app:2").await;
+    let out = h.rollout_status("part").await;
     assert!(out.contains("partitioned roll out complete"), "{out}");
     let pods = testkit::wait_for_async(DEADLINE, || async {
         let pods = h.live_pods("part").await;
@@ -612,11 +612,7 @@ async fn partition_and_on_delete() {
         .iter()
         .map(|p| p.uid().unwrap())
         .collect();
-    h.kubectl(
-        &["set", "image", "sts/ondel", "c=registry.local/app:2"],
-        None,
-    )
-    .await;
+    h.set_image("ondel", "registry.local/app:2").await;
     let generation = h.sets().get("ondel").await.unwrap().metadata.generation;
     let st = testkit::wait_for_async(DEADLINE, || async {
         let st = h.sets().get("ondel").await.ok()?.status?;
