@@ -36,6 +36,8 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
 
+use crate::controller_utils::{self, controller_of};
+use crate::runner::{drive, RetryBackoff};
 use events::{EventRecorder, EventType};
 
 /// The most pods one sync creates or deletes (kube-controller-manager's `BurstReplicas`).
@@ -69,8 +71,7 @@ pub enum Error {
 struct Context {
     client: kube::Client,
     recorder: EventRecorder,
-    /// Consecutive failed syncs per ReplicaSet, for the exponential retry back-off.
-    failures: Mutex<HashMap<ObjectRef<ReplicaSet>, u32>>,
+    backoff: RetryBackoff<ReplicaSet>,
     /// The controller's ReplicaSet cache: sibling ReplicaSets (same owner) for ranking.
     replica_sets: Store<ReplicaSet>,
     /// The pod cache the syncs work from.
@@ -130,11 +131,6 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
@@ -145,7 +141,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: RetryBackoff::new(),
         replica_sets: store.clone(),
         pods,
         expectations: expectations.clone(),
@@ -163,20 +159,18 @@ pub async fn run(
         }
     })
     .touched_objects();
-    controller
-        .watches_stream(pod_events, move |pod: Pod| {
-            replica_sets_for_pod(&store, &pod)
-        })
-        .graceful_shutdown_on(async move {
-            let _ = stop_rx.await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "replicaset sync failed");
-            }
-        })
-        .await;
+    let controller = controller.watches_stream(pod_events, move |pod: Pod| {
+        replica_sets_for_pod(&store, &pod)
+    });
+    drive(
+        "replicaset",
+        controller,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
+    )
+    .await;
     Ok(())
 }
 
@@ -225,24 +219,10 @@ fn replica_sets_for_pod(store: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<R
 }
 
 fn error_policy(rs: Arc<ReplicaSet>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(&*rs);
-    let n = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    tracing::debug!(replicaset = %rs.name_any(), error = %err, retries = n, "requeue");
-    Action::requeue(retry_backoff(n))
+    ctx.backoff.failed(&rs, err)
 }
 
-/// client-go's default per-item rate limiter: 5 ms doubling per failure, at most 1000 s.
-pub fn retry_backoff(failures: u32) -> Duration {
-    let base = Duration::from_millis(5);
-    let max = Duration::from_secs(1000);
-    base.checked_mul(2u32.saturating_pow(failures.saturating_sub(1)))
-        .map_or(max, |d| d.min(max))
-}
+pub use crate::runner::retry_backoff;
 
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = rs.name_any();
@@ -345,10 +325,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     if let Err((_, msg)) = manage {
         return Err(Error::ManageReplicas(msg));
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(&*rs));
+    ctx.backoff.succeeded(&rs);
     let min_ready = min_ready_seconds(&rs);
     if min_ready > 0
         && status.ready_replicas.unwrap_or(0) == status.replicas
@@ -504,23 +481,9 @@ pub fn claim_decision(rs: &ReplicaSet, pod: &Pod, selector_matches: bool) -> Cla
     }
 }
 
-fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-}
-
 /// The controller reference a ReplicaSet puts on its pods.
 pub fn controller_ref(rs: &ReplicaSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
-        name: rs.name_any(),
-        uid: rs.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
+    controller_utils::controller_ref(rs)
 }
 
 /// Creates or deletes pods towards `spec.replicas`: the uids created and deleted (the
@@ -694,11 +657,7 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Result<Pod, String> {
     })
 }
 
-/// Active pods: not terminating and not finished.
-pub fn is_pod_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
-}
+pub use crate::controller_utils::{is_pod_active, is_pod_ready};
 
 fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
     pod.status
@@ -707,10 +666,6 @@ fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodConditio
         .as_ref()?
         .iter()
         .find(|c| c.type_ == "Ready")
-}
-
-pub fn is_pod_ready(pod: &Pod) -> bool {
-    ready_condition(pod).is_some_and(|c| c.status == "True")
 }
 
 /// Ready for at least `min_ready_seconds` (Kubernetes' `IsPodAvailable`).
@@ -729,25 +684,7 @@ pub fn is_pod_available(pod: &Pod, min_ready_seconds: i64, now: jiff::Timestamp)
 
 /// Whether `labels` satisfy a label selector (an empty selector matches everything).
 pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
-    let empty = BTreeMap::new();
-    let labels = labels.unwrap_or(&empty);
-    let by_labels = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    by_labels
-        && sel.match_expressions.iter().flatten().all(|e| {
-            let values = e.values.as_deref().unwrap_or_default();
-            let value = labels.get(&e.key);
-            match e.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !values.contains(v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
-        })
+    api::selectors::label_selector_matches(sel, labels)
 }
 
 /// The status a sync reports: counts over the owned active pods, observedGeneration, and

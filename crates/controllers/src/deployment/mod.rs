@@ -9,10 +9,9 @@ pub mod logic;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -21,6 +20,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
+use crate::controller_utils::{controller_ref, event_reference};
+use crate::runner::{drive, RetryBackoff};
 use events::{EventRecorder, EventType};
 use logic::*;
 
@@ -37,8 +38,7 @@ pub enum Error {
 struct Ctx {
     client: kube::Client,
     recorder: EventRecorder,
-    /// Consecutive failures per Deployment, for the retry back-off.
-    failures: Mutex<HashMap<String, u32>>,
+    backoff: RetryBackoff<Deployment>,
 }
 
 /// Runs the Deployment controller until `shutdown` resolves.
@@ -49,23 +49,22 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         recorder: EventRecorder::for_component(client.clone(), "deployment-controller", None),
         client: client.clone(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: RetryBackoff::new(),
     });
     let controller = Controller::new(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
-    .run(reconcile, error_policy, ctx)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "deployment reconcile");
-        }
-    });
-    tokio::select! {
-        _ = controller => {}
-        _ = shutdown => {}
-    }
+    .owns(Api::<ReplicaSet>::all(client), watcher::Config::default());
+    drive(
+        "deployment",
+        controller,
+        shutdown,
+        reconcile,
+        error_policy,
+        ctx,
+    )
+    .await;
     Ok(())
 }
 
@@ -73,18 +72,8 @@ fn key(d: &Deployment) -> String {
     format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any())
 }
 
-/// Exponential back-off per Deployment, 5 ms doubling to 1000 s, as client-go's default
-/// controller rate limiter.
 fn error_policy(d: Arc<Deployment>, err: &Error, ctx: Arc<Ctx>) -> Action {
-    let n = {
-        let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = f.entry(key(&d)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    tracing::debug!(deployment = %key(&d), error = %err, attempt = n, "deployment sync failed");
-    let ms = 5u64.saturating_mul(1u64 << (n - 1).min(30)).min(1_000_000);
-    Action::requeue(Duration::from_millis(ms))
+    ctx.backoff.failed(&d, err)
 }
 
 fn now() -> Time {
@@ -92,26 +81,11 @@ fn now() -> Time {
 }
 
 fn reference(d: &Deployment) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: Some("Deployment".into()),
-        name: d.metadata.name.clone(),
-        namespace: d.metadata.namespace.clone(),
-        uid: d.metadata.uid.clone(),
-        resource_version: d.metadata.resource_version.clone(),
-        field_path: None,
-    }
+    event_reference(d)
 }
 
 fn owner_ref(d: &Deployment) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        name: d.name_any(),
-        uid: d.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
+    controller_ref(d)
 }
 
 fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
@@ -124,10 +98,7 @@ fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let action = sync(&d, &ctx).await?;
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key(&d));
+    ctx.backoff.succeeded(&d);
     Ok(action)
 }
 

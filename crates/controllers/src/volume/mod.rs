@@ -112,7 +112,7 @@ async fn ensure_default_class(client: &kube::Client) {
             Ok(()) => return,
             Err(e) => {
                 failures = failures.saturating_add(1);
-                let pause = crate::replicaset::retry_backoff(failures).min(Duration::from_secs(5));
+                let pause = crate::runner::retry_backoff(failures).min(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in = ?pause, "creating the default StorageClass");
                 tokio::time::sleep(pause).await;
             }
