@@ -161,11 +161,30 @@ pub fn local_path_dir_annotation(facts: &NodeFacts) -> (String, String) {
     )
 }
 
+/// Why a node without a pod subnet is not Ready (it has no pod network yet).
+pub const WAITING_FOR_POD_CIDR: &str =
+    "network not ready: waiting for node IPAM to assign the podCIDR";
+
+/// The node's observations as registration reports them: a node that has no pod subnet yet
+/// (it waits for node IPAM) cannot run pods, so it must not show Ready even for the moment
+/// between registering and the first status report.
+fn registration_observations(facts: &NodeFacts, has_pod_cidr: bool) -> super::status::Observations {
+    let mut observed = super::status::observe(facts);
+    if !has_pod_cidr && observed.runtime_problem.is_none() {
+        observed.runtime_problem = Some(WAITING_FOR_POD_CIDR.into());
+    }
+    observed
+}
+
 /// The Node as this agent would create it, conditions included.
 pub fn desired_node(facts: &NodeFacts) -> Result<Node, NodeError> {
     let (capacity, allocatable) = resources(facts)?;
     let now = jiff::Timestamp::now();
-    let conditions = super::status::conditions(&[], &super::status::observe(facts), now);
+    let conditions = super::status::conditions(
+        &[],
+        &registration_observations(facts, facts.pod_cidr.is_some()),
+        now,
+    );
     Ok(Node {
         metadata: ObjectMeta {
             name: Some(facts.name.clone()),
@@ -241,7 +260,7 @@ pub async fn register(client: &kube::Client, facts: &NodeFacts) -> Result<Node, 
     let mut status = desired.status.unwrap_or_default();
     status.conditions = Some(super::status::conditions(
         &prev,
-        &super::status::observe(facts),
+        &registration_observations(facts, has_cidr || facts.pod_cidr.is_some()),
         jiff::Timestamp::now(),
     ));
     let node = api
@@ -299,8 +318,7 @@ pub async fn await_pod_cidr(client: &kube::Client, facts: &NodeFacts) -> Result<
     // Without a subnet there is no pod network: NotReady (as a kubelet whose network
     // plugin is not ready), so nothing is scheduled here until the agent can run it.
     let mut observed = super::status::observe(facts);
-    observed.runtime_problem =
-        Some("network not ready: waiting for node IPAM to assign the podCIDR".into());
+    observed.runtime_problem = Some(WAITING_FOR_POD_CIDR.into());
     let prev = node
         .status
         .as_ref()
@@ -424,6 +442,24 @@ pub(crate) mod tests {
             types,
             ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
         );
+    }
+
+    #[test]
+    fn a_node_waiting_for_its_pod_cidr_registers_not_ready() {
+        let mut f = facts();
+        f.pod_cidr = None;
+        let node = desired_node(&f).unwrap();
+        assert!(node.spec.unwrap().pod_cidr.is_none());
+        let ready = node
+            .status
+            .unwrap()
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.message.as_deref(), Some(WAITING_FOR_POD_CIDR));
     }
 
     #[test]
