@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 /// The owner reference that makes `owner` the controller of what it creates (and lets
@@ -50,6 +51,34 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true))
+}
+
+/// The objects of kind `K` a pod's change concerns: its controller when that is a `K`
+/// (of `K`'s API group), none when another kind controls it, and for an orphan every `K`
+/// of its namespace that `would_adopt` it.
+pub fn controllers_of_pod<K>(
+    store: &Store<K>,
+    pod: &Pod,
+    would_adopt: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    if let Some(owner) = controller_of(&pod.metadata) {
+        let group = owner.api_version.split_once('/').map(|(g, _)| g);
+        if owner.kind == K::kind(&()) && group == Some(&*K::group(&())) {
+            return vec![ObjectRef::new(&owner.name).within(&ns)];
+        }
+        return Vec::new();
+    }
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
+        .filter(|o| would_adopt(o))
+        .map(|o| ObjectRef::from_obj(&*o))
+        .collect()
 }
 
 /// Active pods: not being deleted and not finished (Succeeded or Failed).
@@ -118,6 +147,36 @@ mod tests {
             .unwrap()
             .push(controller_ref(&job()));
         assert_eq!(controller_of(&meta).unwrap().controller, Some(true));
+    }
+
+    #[test]
+    fn a_pod_concerns_its_controller_or_the_owners_that_would_adopt_it() {
+        let (store, mut writer) = kube::runtime::reflector::store::<Job>();
+        for (ns, name) in [("ns", "pi"), ("ns", "other"), ("elsewhere", "pi")] {
+            let j: Job =
+                serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}}))
+                    .unwrap();
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(j));
+        }
+        let names = |refs: Vec<ObjectRef<Job>>| {
+            let mut n: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+            n.sort();
+            n
+        };
+        let orphan = pod(json!({"metadata": {"name": "p", "namespace": "ns"}}));
+        assert_eq!(
+            names(controllers_of_pod(&store, &orphan, |_| true)),
+            ["other", "pi"]
+        );
+        assert!(controllers_of_pod(&store, &orphan, |_| false).is_empty());
+        let mut owned = orphan.clone();
+        owned.metadata.owner_references = Some(vec![controller_ref(&job())]);
+        assert_eq!(names(controllers_of_pod(&store, &owned, |_| false)), ["pi"]);
+        // Controlled by another kind (or another group's Job): nobody here adopts it.
+        let mut foreign = controller_ref(&job());
+        foreign.api_version = "example.com/v1".into();
+        owned.metadata.owner_references = Some(vec![foreign]);
+        assert!(controllers_of_pod(&store, &owned, |_| true).is_empty());
     }
 
     #[test]

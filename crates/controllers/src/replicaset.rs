@@ -198,24 +198,11 @@ fn observe_pod_event(
 /// The ReplicaSets a pod's change concerns: its controller if it has one, else every
 /// ReplicaSet of its namespace whose selector matches it (a candidate for adoption).
 fn replica_sets_for_pod(store: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    if let Some(owner) = controller_of(&pod.metadata) {
-        if owner.kind == "ReplicaSet" && owner.api_version.starts_with("apps/") {
-            return vec![ObjectRef::new(&owner.name).within(&ns)];
-        }
-        return Vec::new();
-    }
-    store
-        .state()
-        .into_iter()
-        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|rs| {
-            rs.spec
-                .as_ref()
-                .is_some_and(|s| selector_matches(&s.selector, pod.metadata.labels.as_ref()))
-        })
-        .map(|rs| ObjectRef::from_obj(&*rs))
-        .collect()
+    controller_utils::controllers_of_pod(store, pod, |rs| {
+        rs.spec
+            .as_ref()
+            .is_some_and(|s| selector_matches(&s.selector, pod.metadata.labels.as_ref()))
+    })
 }
 
 fn error_policy(rs: Arc<ReplicaSet>, err: &Error, ctx: Arc<Context>) -> Action {

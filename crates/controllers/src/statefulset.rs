@@ -44,7 +44,7 @@ use serde_json::json;
 use events::{EventRecorder, EventType};
 use logic::{DeleteReason, Plan, Revisions, Step, UpdateRevision};
 
-use crate::controller_utils::{controller_of, event_reference};
+use crate::controller_utils::{controller_of, controllers_of_pod, event_reference};
 use crate::history;
 use crate::replicaset::{is_namespace_terminating, selector_matches};
 use crate::runner::{drive, RetryBackoff};
@@ -111,20 +111,9 @@ pub async fn run(
 /// The StatefulSets a pod's change concerns: its controller, or (an orphan) every set of
 /// its namespace that would adopt it.
 fn sets_for_pod(store: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    if let Some(owner) = controller_of(&pod.metadata) {
-        if owner.kind == "StatefulSet" && owner.api_version.starts_with("apps/") {
-            return vec![ObjectRef::new(&owner.name).within(&ns)];
-        }
-        return Vec::new();
-    }
-    store
-        .state()
-        .into_iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|s| logic::is_member(s, pod) && set_selects(s, pod))
-        .map(|s| ObjectRef::from_obj(&*s))
-        .collect()
+    controllers_of_pod(store, pod, |s| {
+        logic::is_member(s, pod) && set_selects(s, pod)
+    })
 }
 
 fn set_selects(set: &StatefulSet, pod: &Pod) -> bool {

@@ -39,7 +39,7 @@ use serde_json::json;
 
 use events::{EventRecorder, EventType};
 
-use crate::controller_utils::{controller_of, event_reference};
+use crate::controller_utils::{controller_of, controllers_of_pod, event_reference};
 use crate::history;
 use crate::replicaset::{is_namespace_terminating, selector_matches, slow_start_batches};
 use crate::runner::{drive, RetryBackoff};
@@ -204,24 +204,11 @@ impl NodeChangeFilter {
 /// The DaemonSets a pod's change concerns: its controller if it has one, else every
 /// DaemonSet of its namespace whose selector matches it (a candidate for adoption).
 fn daemon_sets_for_pod(store: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet>> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    if let Some(owner) = controller_of(&pod.metadata) {
-        if owner.kind == "DaemonSet" && owner.api_version.starts_with("apps/") {
-            return vec![ObjectRef::new(&owner.name).within(&ns)];
-        }
-        return Vec::new();
-    }
-    store
-        .state()
-        .into_iter()
-        .filter(|ds| ds.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|ds| {
-            ds.spec
-                .as_ref()
-                .is_some_and(|s| selector_matches(&s.selector, pod.metadata.labels.as_ref()))
-        })
-        .map(|ds| ObjectRef::from_obj(&*ds))
-        .collect()
+    controllers_of_pod(store, pod, |ds| {
+        ds.spec
+            .as_ref()
+            .is_some_and(|s| selector_matches(&s.selector, pod.metadata.labels.as_ref()))
+    })
 }
 
 fn error_policy(ds: Arc<DaemonSet>, err: &Error, ctx: Arc<Context>) -> Action {
