@@ -392,21 +392,24 @@ data: {ca.crt: PEMDATA}
         }),
     );
 
-    // A claim that is not bound yet holds its pod back.
+    // A claim that is not bound yet holds its pod back on the node. The claim names no
+    // class ("" opts out of the default local-path provisioner) and the pod names its node
+    // (the scheduler would keep it Pending for the unbound claim, never reaching the agent).
     let pv_dir = cluster.scratch_dir().join("pv-data");
     std::fs::create_dir_all(&pv_dir).unwrap();
     apply_json(
         &cluster,
         &serde_json::json!({
             "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                     "resources": {"requests": {"storage": "1Mi"}}}
         }),
     );
     apply_json(
         &cluster,
         &serde_json::json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "claimant"},
-            "spec": {"terminationGracePeriodSeconds": 1,
+            "spec": {"terminationGracePeriodSeconds": 1, "nodeName": cluster.node_name,
                      "containers": [{"name": "app", "image": image,
                                      "command": ["sh", "-c", "echo from-pod > /data/written; sleep 3600"],
                                      "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
@@ -465,8 +468,8 @@ data: {ca.crt: PEMDATA}
         pod(&cluster, "claimant").unwrap()["status"]["phase"],
         "Pending"
     );
-    // Bind it by hand (the binder is the control plane's): a local PV, the claim's
-    // volumeName and its Bound phase.
+    // A volume pre-bound to the claim: the control plane's binder binds the pair; the
+    // patches below do by hand what it does (idempotent when it was first).
     apply_json(
         &cluster,
         &serde_json::json!({

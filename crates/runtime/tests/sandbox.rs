@@ -540,9 +540,10 @@ async fn cluster_and_service_cidrs_get_unreachable_routes() {
     let cluster = node.subnet.cidr();
     let _routes = Routes(vec![
         ("unreachable", cluster.clone()),
+        ("unreachable", service.cidr()),
         ("blackhole", service.cidr()),
     ]);
-    // Someone else's route for exactly the service CIDR is left alone.
+    // Someone else's route for exactly the service CIDR is left alone, and stays first.
     assert!(Command::new("ip")
         .args(["route", "add", "blackhole", &service.cidr()])
         .status()

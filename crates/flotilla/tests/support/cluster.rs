@@ -91,6 +91,7 @@ impl Cluster {
             netns_prefix: format!("{}-", testkit::unique_name("fn")),
             bridge: testkit::unique_name("fb"),
             cgroup_root: testkit::unique_name("flt"),
+            unreachable_routes: Vec::new(),
         };
         // The server's data dir is only known once it runs; InProcess mode points the
         // agent at it below.
@@ -120,6 +121,7 @@ impl Cluster {
             agent_args.retain(|a| *a != "--pod-cidr" && *a != subnet.cidr());
             server_args.push(format!("--cluster-cidr={}", subnet.cidr()));
             server_args.push("--node-cidr-mask-size=24".into());
+            resources.unreachable_routes.push(subnet.cidr());
         }
         if opts.agent == AgentMode::InProcess {
             server_args.extend(agent_args.iter().cloned());

@@ -21,6 +21,9 @@ pub struct NodeResources {
     pub netns_prefix: String,
     pub bridge: String,
     pub cgroup_root: String,
+    /// Unreachable host routes the node's agent installed for CIDRs unique to the test (a
+    /// cluster CIDR that is the test's own subnet); shared CIDRs are not listed.
+    pub unreachable_routes: Vec<String>,
 }
 
 impl NodeResources {
@@ -31,6 +34,16 @@ impl NodeResources {
         self.delete_netns();
         self.delete_links();
         self.remove_cgroups();
+        self.delete_routes();
+    }
+
+    fn delete_routes(&self) {
+        for cidr in &self.unreachable_routes {
+            let _ = Command::new("ip")
+                .args(["route", "del", "unreachable", cidr])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 
     fn delete_containers(&self) {
