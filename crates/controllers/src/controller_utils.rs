@@ -1,9 +1,11 @@
-//! Small pure helpers the workload controllers share, after kube-controller-manager's
+//! Small helpers the workload controllers share, after kube-controller-manager's
 //! pkg/controller/controller_utils.go: owner and event references to an object, the
-//! controller of an object, and the pod predicates the controllers count by.
+//! controller of an object, the pod predicates the controllers count by, and releasing a
+//! pod that no longer matches its controller's selector.
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
@@ -93,6 +95,36 @@ pub fn is_pod_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Releases `pod` from the owner with `owner_uid` (its selector no longer matches): drops
+/// that owner reference, over the resourceVersion read, so a concurrent change to the
+/// pod's owners makes this a conflict rather than overwriting it. A pod already gone is
+/// released.
+pub async fn release_pod(api: &Api<Pod>, pod: &Pod, owner_uid: &str) -> Result<(), kube::Error> {
+    let refs: Vec<&OwnerReference> = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.uid != owner_uid)
+        .collect();
+    let patch = serde_json::json!({"metadata": {
+        "resourceVersion": pod.metadata.resource_version,
+        "ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { serde_json::json!(refs) },
+    }});
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

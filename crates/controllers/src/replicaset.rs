@@ -36,7 +36,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
 
-use crate::controller_utils::{self, controller_of};
+use crate::controller_utils::{self, controller_of, release_pod};
 use crate::runner::{drive, RetryBackoff};
 use events::{EventRecorder, EventType};
 
@@ -359,27 +359,8 @@ async fn claim_pods(
             Claim::Owned => owned.push(pod),
             Claim::Ignore => {}
             Claim::Release if !deleting => {
-                let refs: Vec<OwnerReference> = pod
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .filter(|r| Some(&r.uid) != rs.metadata.uid.as_ref())
-                    .cloned()
-                    .collect();
-                let patch = json!({"metadata": {
-                    "resourceVersion": pod.metadata.resource_version,
-                    "ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { json!(refs) },
-                }});
-                ignore_not_found(
-                    pods_api
-                        .patch(
-                            &pod.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await,
-                )?;
+                let uid = rs.metadata.uid.as_deref().unwrap_or_default();
+                release_pod(pods_api, &pod, uid).await?;
             }
             Claim::Release => {}
             Claim::Adopt if !deleting => {

@@ -39,7 +39,7 @@ use serde_json::json;
 
 use events::{EventRecorder, EventType};
 
-use crate::controller_utils::{controller_of, controllers_of_pod, event_reference};
+use crate::controller_utils::{controller_of, controllers_of_pod, event_reference, release_pod};
 use crate::history;
 use crate::replicaset::{is_namespace_terminating, selector_matches, slow_start_batches};
 use crate::runner::{drive, RetryBackoff};
@@ -383,29 +383,7 @@ async fn claim_pods(
         match controller_of(&pod.metadata) {
             Some(r) if r.uid != uid => {}
             Some(_) if matches => owned.push(pod),
-            Some(_) => {
-                let refs: Vec<_> = pod
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .filter(|r| r.uid != uid)
-                    .cloned()
-                    .collect();
-                let patch = json!({"metadata": {
-                    "resourceVersion": pod.metadata.resource_version,
-                    "ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { json!(refs) },
-                }});
-                ignore_not_found(
-                    pods_api
-                        .patch(
-                            &pod.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await,
-                )?;
-            }
+            Some(_) => release_pod(pods_api, &pod, uid).await?,
             None if !matches || pod.metadata.deletion_timestamp.is_some() => {}
             None => {
                 if can_adopt.is_none() {
