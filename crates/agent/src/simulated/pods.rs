@@ -61,6 +61,23 @@ impl Pods {
             let _ = tx.send(Work::Remove(Box::new(pod)));
             return;
         }
+        // The kubelet's status manager reconciles the API's pod status with the containers
+        // it runs: a running pod marked not ready by someone else (the node lifecycle
+        // controller, while the node was silent or from a stale view of it just after it
+        // came back) is reported Ready again.
+        if needs_ready_again(&pod) {
+            self.started.insert(uid);
+            let ip = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .unwrap_or_default();
+            let _ = tx.send(Work::Start {
+                pod: Box::new(pod),
+                ip,
+            });
+            return;
+        }
         let running = pod
             .status
             .as_ref()
@@ -89,27 +106,13 @@ impl Pods {
     }
 
     /// A node's heartbeat resumed: act on what happened to its pods meanwhile, as a
-    /// kubelet coming back does. Pods the node lifecycle controller marked not ready while
-    /// the node was silent are reported Ready again (the kubelet's status manager
-    /// reconciles the API's pod status with the containers it runs).
+    /// kubelet coming back does.
     fn on_resume(&mut self, node: &str, tx: &mpsc::UnboundedSender<Work>) {
         let Some(pods) = self.deferred.remove(node) else {
             return;
         };
-        for (uid, pod) in pods {
-            if needs_ready_again(&pod) && self.started.contains(&uid) {
-                let ip = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.pod_ip.clone())
-                    .unwrap_or_default();
-                let _ = tx.send(Work::Start {
-                    pod: Box::new(pod),
-                    ip,
-                });
-            } else {
-                self.on_apply(pod, tx);
-            }
+        for pod in pods.into_values() {
+            self.on_apply(pod, tx);
         }
     }
 }
