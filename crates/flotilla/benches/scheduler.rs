@@ -11,6 +11,8 @@
 //! cargo bench -p flotilla --bench scheduler            # 5,000 nodes, 10,000 pods
 //! cargo bench -p flotilla --bench scheduler -- --quick # 500 nodes, 1,000 pods
 //! FLOTILLA_BENCH_BIND_CONCURRENCY=256 cargo bench -p flotilla --bench scheduler  # other binding slots (https mode)
+//! FLOTILLA_BENCH_MODE=in-process cargo bench -p flotilla --bench scheduler  # the in-process mode alone
+//! FLOTILLA_BENCH_SERVER_ARGS="--flag …" cargo bench -p flotilla --bench scheduler  # extra flags for its server
 //! ```
 //!
 //! In both modes the nodes and pods exist before any scheduler runs, and a pod watch from this
@@ -67,15 +69,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("build the benchmark runtime");
-    let https = {
+    // FLOTILLA_BENCH_MODE=in-process skips the https mode, for profiling the server alone.
+    let only_in_process = std::env::var("FLOTILLA_BENCH_MODE").is_ok_and(|m| m == "in-process");
+    let https = if only_in_process {
+        None
+    } else {
         let server = Server::start();
-        runtime.block_on(https_mode(&server, nodes, pods))
-    };
-    let https = match https {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("benchmark (https mode) failed: {e}");
-            std::process::exit(1);
+        match runtime.block_on(https_mode(&server, nodes, pods)) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("benchmark (https mode) failed: {e}");
+                std::process::exit(1);
+            }
         }
     };
     let in_process = match runtime.block_on(in_process_mode(nodes, pods)) {
@@ -85,7 +90,27 @@ fn main() {
             std::process::exit(1);
         }
     };
-    report(nodes, pods, &https, &in_process);
+    match &https {
+        Some(https) => report(nodes, pods, https, &in_process),
+        None => report_in_process(nodes, pods, &in_process),
+    }
+}
+
+/// The in-process figures alone (FLOTILLA_BENCH_MODE=in-process).
+fn report_in_process(node_count: usize, pod_count: usize, r: &ModeResult) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!();
+    println!("scheduler (in-process only): {pod_count} pods onto {node_count} simulated nodes");
+    println!(
+        "  throughput first to last {:.0}/s, start to last {:.0}/s; to first {:.0} ms, first to last {:.0} ms, wait p50 {:.0} ms p99 {:.0} ms; vs goal ({GOAL} pods/s) {:.2}x",
+        r.throughput(),
+        r.throughput_from_start(),
+        ms(r.to_first),
+        ms(r.first_to_last),
+        ms(r.wait(0.50)),
+        ms(r.wait(0.99)),
+        r.throughput() / GOAL
+    );
 }
 
 /// What one mode measured.
@@ -392,7 +417,14 @@ async fn in_process_mode(node_count: usize, pod_count: usize) -> Result<ModeResu
         data_dir: Some(data_dir),
         port: Some(port),
         with_scheduler: true,
-        args: vec![ELECTOR_RETRY.into()],
+        args: std::iter::once(ELECTOR_RETRY.to_string())
+            .chain(
+                std::env::var("FLOTILLA_BENCH_SERVER_ARGS")
+                    .ok()
+                    .into_iter()
+                    .flat_map(|a| a.split_whitespace().map(str::to_string).collect::<Vec<_>>()),
+            )
+            .collect(),
         ..Default::default()
     });
     let restart = stopping.elapsed();

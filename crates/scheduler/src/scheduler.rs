@@ -53,6 +53,34 @@ pub enum SchedulerError {
     StreamEnded,
 }
 
+/// Events buffered between a watch's decoding task and the scheduling loop.
+const WATCH_BUFFER: usize = 4096;
+
+/// Runs a watch on its own task, so that decoding its events (for pods, most of the
+/// scheduler's work besides the cycles) happens on another core, beside the cycles rather
+/// than between them. The task ends when the returned stream is dropped.
+fn decoded_apart<K>(
+    watch: impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+) -> futures::stream::BoxStream<'static, Result<Event<K>, watcher::Error>>
+where
+    K: Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+    tokio::spawn(async move {
+        let mut watch = std::pin::pin!(watch.default_backoff());
+        loop {
+            tokio::select! {
+                ev = watch.next() => match ev {
+                    Some(ev) => if tx.send(ev).await.is_err() { return },
+                    None => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}
+
 /// What the side tasks report back.
 enum Outcome {
     Bound { key: String, latency: Duration },
@@ -123,49 +151,37 @@ impl Scheduler {
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<Stats, SchedulerError> {
-        let pods = watcher::watcher(
+        let pods = decoded_apart(watcher::watcher(
             Api::<Pod>::all(self.client.clone()),
             watcher::Config::default(),
-        )
-        .default_backoff()
-        .boxed();
-        let nodes = watcher::watcher(
+        ));
+        let nodes = decoded_apart(watcher::watcher(
             Api::<Node>::all(self.client.clone()),
             watcher::Config::default(),
-        )
-        .default_backoff()
-        .boxed();
-        let classes = watcher::watcher(
+        ));
+        let classes = decoded_apart(watcher::watcher(
             Api::<PriorityClass>::all(self.client.clone()),
             watcher::Config::default(),
-        )
-        .default_backoff()
-        .boxed();
+        ));
         let (tx, mut outcomes) = mpsc::unbounded_channel();
         let binds = Arc::new(Semaphore::new(self.config.bind_concurrency));
         let mut pods = pods.fuse();
         let mut nodes = nodes.fuse();
         let mut classes = classes.fuse();
-        let mut claims = watcher::watcher(
+        let mut claims = decoded_apart(watcher::watcher(
             Api::<PersistentVolumeClaim>::all(self.client.clone()),
             watcher::Config::default(),
-        )
-        .default_backoff()
-        .boxed()
+        ))
         .fuse();
-        let mut volumes = watcher::watcher(
+        let mut volumes = decoded_apart(watcher::watcher(
             Api::<PersistentVolume>::all(self.client.clone()),
             watcher::Config::default(),
-        )
-        .default_backoff()
-        .boxed()
+        ))
         .fuse();
-        let mut storage_classes = watcher::watcher(
+        let mut storage_classes = decoded_apart(watcher::watcher(
             Api::<StorageClass>::all(self.client.clone()),
             watcher::Config::default(),
-        )
-        .default_backoff()
-        .boxed()
+        ))
         .fuse();
         let mut relist = Relists::default();
         tokio::pin!(shutdown);
