@@ -39,7 +39,13 @@ struct Pods {
     started: HashSet<String>,
     /// node → uid → the pod as last seen while the node was stopped.
     deferred: HashMap<String, HashMap<String, Pod>>,
+    /// node → when its heartbeat last resumed.
+    resumed: HashMap<String, std::time::Instant>,
 }
+
+/// How long after its heartbeat resumes a node re-reports its running pods Ready when
+/// they are marked otherwise: the kubelet's status sync period.
+const RESUME_RECONCILE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Pods {
     fn node_of<'p>(&self, pod: &'p Pod) -> Option<(&'p str, usize)> {
@@ -61,11 +67,17 @@ impl Pods {
             let _ = tx.send(Work::Remove(Box::new(pod)));
             return;
         }
-        // The kubelet's status manager reconciles the API's pod status with the containers
-        // it runs: a running pod marked not ready by someone else (the node lifecycle
-        // controller, while the node was silent or from a stale view of it just after it
-        // came back) is reported Ready again.
-        if needs_ready_again(&pod) {
+        // A kubelet coming back reconciles the API's pod status with the containers it runs:
+        // a running pod marked not ready meanwhile (by the node lifecycle controller, while
+        // the node was silent or from a stale view of it just after it came back) is
+        // reported Ready again. Only for a while after the resume: otherwise a pod made not
+        // ready from outside stays so (tests stand in for a failing readiness probe that
+        // way, simulated pods having no probes).
+        let resumed_lately = self
+            .resumed
+            .get(&node)
+            .is_some_and(|t| t.elapsed() < RESUME_RECONCILE);
+        if resumed_lately && needs_ready_again(&pod) {
             self.started.insert(uid);
             let ip = pod
                 .status
@@ -108,6 +120,8 @@ impl Pods {
     /// A node's heartbeat resumed: act on what happened to its pods meanwhile, as a
     /// kubelet coming back does.
     fn on_resume(&mut self, node: &str, tx: &mpsc::UnboundedSender<Work>) {
+        self.resumed
+            .insert(node.to_string(), std::time::Instant::now());
         let Some(pods) = self.deferred.remove(node) else {
             return;
         };
@@ -151,6 +165,7 @@ pub async fn run(
         next_ip: HashMap::new(),
         started: HashSet::new(),
         deferred: HashMap::new(),
+        resumed: HashMap::new(),
     };
     let watch = async {
         let mut stream = watcher::watcher(Api::<Pod>::all(client), watcher::Config::default())
