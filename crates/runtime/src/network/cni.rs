@@ -53,6 +53,26 @@ pub enum CniError {
     BadConfig(String),
 }
 
+/// Spawns `cmd`, retrying briefly while its binary is "text file busy": a plugin just
+/// installed (or written by a test) is busy as long as any process still holds it open for
+/// writing, which includes a child forked elsewhere in this process before its exec closed
+/// the inherited descriptor.
+async fn spawn_retrying_busy(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let mut delay = std::time::Duration::from_millis(1);
+    for _ in 0..10 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    cmd.spawn()
+}
+
 fn details_suffix(details: &str) -> String {
     if details.is_empty() {
         String::new()
@@ -259,7 +279,7 @@ impl Client {
             plugin: plugin.clone(),
             source,
         };
-        let mut child = cmd.spawn().map_err(exec_err)?;
+        let mut child = spawn_retrying_busy(&mut cmd).await.map_err(exec_err)?;
         if let Some(mut pipe) = child.stdin.take() {
             pipe.write_all(&stdin).await.map_err(exec_err)?;
             // Dropping closes stdin: plugins read to EOF.
