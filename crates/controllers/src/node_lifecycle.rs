@@ -131,6 +131,25 @@ struct Context {
     probes: Mutex<HashMap<String, Probe>>,
     /// The NoExecute tainting rate limiter of each zone.
     limiters: Mutex<HashMap<String, TokenBucket>>,
+    /// The cluster's health, shared by the reconciles of a short while: computing it walks
+    /// every node, and doing that in every node's reconcile made a pass over N nodes
+    /// O(N²) (a 5,000-node cluster saturated the server).
+    health: Mutex<Option<Arc<Health>>>,
+}
+
+/// How long a computed [`Health`] serves reconciles before it is computed again; short
+/// beside the 5 s monitor period and the 40 s grace period.
+const HEALTH_TTL: Duration = Duration::from_millis(200);
+
+/// Which nodes are healthy, overall and per zone, as Kubernetes' node lifecycle controller
+/// judges once per monitoring pass.
+#[derive(Debug)]
+struct Health {
+    at: std::time::Instant,
+    /// Every node is unhealthy ("master disruption mode").
+    disruption: bool,
+    /// Zone key → the health of each of its nodes.
+    zones: HashMap<String, Vec<bool>>,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -169,6 +188,7 @@ pub async fn run_with(
         backoff: RetryBackoff::with_delay(retry_delay),
         limiters: Mutex::default(),
         probes: Mutex::default(),
+        health: Mutex::default(),
     });
 
     let controller = async move {
@@ -272,18 +292,8 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
     // With every node unhealthy the fault is more likely the control plane's or the
     // network's than the nodes': no NoExecute taints, hence no evictions (Kubernetes'
     // "master disruption mode").
-    let all_nodes = ctx.nodes.state();
-    let health: Vec<(String, bool)> = all_nodes
-        .iter()
-        .map(|n| {
-            let lease = ctx
-                .leases
-                .get(&ObjectRef::new(&n.name_any()).within(LEASE_NAMESPACE));
-            let seen = ctx.probe(n, lease.as_deref(), now);
-            (zone_key(n), healthy(n, seen, now, grace))
-        })
-        .collect();
-    let disruption = full_disruption(health.iter().map(|(_, h)| *h));
+    let health = ctx.health(now);
+    let disruption = health.disruption;
     if disruption {
         tracing::warn!("every node is unhealthy: NoExecute taints are held back");
     }
@@ -292,13 +302,9 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
     if no_execute && adds_no_execute(&existing, ready.as_deref(), now) {
         // New NoExecute taints are rate-limited per zone, by the zone's state.
         let zone = zone_key(&node);
-        let zone_health: Vec<bool> = health
-            .iter()
-            .filter(|(z, _)| *z == zone)
-            .map(|(_, h)| *h)
-            .collect();
+        let zone_health: &[bool] = health.zones.get(&zone).map_or(&[], Vec::as_slice);
         let rate = zone_rate(
-            zone_state(&zone_health, &ctx.config),
+            zone_state(zone_health, &ctx.config),
             zone_health.len(),
             &ctx.config,
         );
@@ -533,6 +539,36 @@ pub fn observe(previous: Option<&Probe>, heartbeat: Option<Timestamp>, now: Time
 
 impl Context {
     /// Records the node's current heartbeat; when it was last seen to change.
+    /// The cluster's health, computed again once the last is [`HEALTH_TTL`] old.
+    fn health(&self, now: Timestamp) -> Arc<Health> {
+        if let Ok(cached) = self.health.lock() {
+            if let Some(h) = cached.as_ref().filter(|h| h.at.elapsed() < HEALTH_TTL) {
+                return h.clone();
+            }
+        }
+        let grace = self.config.grace_period;
+        let mut zones: HashMap<String, Vec<bool>> = HashMap::new();
+        for n in self.nodes.state() {
+            let lease = self
+                .leases
+                .get(&ObjectRef::new(&n.name_any()).within(LEASE_NAMESPACE));
+            let seen = self.probe(&n, lease.as_deref(), now);
+            zones
+                .entry(zone_key(&n))
+                .or_default()
+                .push(healthy(&n, seen, now, grace));
+        }
+        let health = Arc::new(Health {
+            at: std::time::Instant::now(),
+            disruption: full_disruption(zones.values().flatten().copied()),
+            zones,
+        });
+        if let Ok(mut cached) = self.health.lock() {
+            *cached = Some(health.clone());
+        }
+        health
+    }
+
     fn probe(&self, node: &Node, lease: Option<&Lease>, now: Timestamp) -> Timestamp {
         let heartbeat = last_heartbeat(node, lease);
         let Ok(mut probes) = self.probes.lock() else {
@@ -543,7 +579,7 @@ impl Context {
         let seen = probe.seen;
         probes.insert(name, probe);
         // Forget nodes that are gone.
-        if probes.len() > self.nodes.state().len() + 64 {
+        if probes.len() > self.nodes.len() + 64 {
             let live: std::collections::HashSet<String> =
                 self.nodes.state().iter().map(|n| n.name_any()).collect();
             probes.retain(|n, _| live.contains(n));
