@@ -13,6 +13,8 @@
 //! FLOTILLA_BENCH_BIND_CONCURRENCY=256 cargo bench -p flotilla --bench scheduler  # other binding slots (https mode)
 //! FLOTILLA_BENCH_MODE=in-process cargo bench -p flotilla --bench scheduler  # the in-process mode alone
 //! FLOTILLA_BENCH_SERVER_ARGS="--flag …" cargo bench -p flotilla --bench scheduler  # extra flags for its server
+//! FLOTILLA_BENCH_CONTROLLERS=1 cargo bench -p flotilla --bench scheduler  # its controllers on too
+//! FLOTILLA_BENCH_SERVER_LOG=/tmp/server.log cargo bench -p flotilla --bench scheduler  # keep its log
 //! ```
 //!
 //! In both modes the nodes and pods exist before any scheduler runs, and a pod watch from this
@@ -417,6 +419,11 @@ async fn in_process_mode(node_count: usize, pod_count: usize) -> Result<ModeResu
         data_dir: Some(data_dir),
         port: Some(port),
         with_scheduler: true,
+        // scheduler_perf runs no controller manager; FLOTILLA_BENCH_CONTROLLERS=1 adds
+        // ours, whose pod watches then parse every binding too. (The Nodes here do not
+        // heartbeat: the node lifecycle controller would mark them Unknown 40 s after the
+        // restart, well after the run.)
+        with_controllers: std::env::var("FLOTILLA_BENCH_CONTROLLERS").is_ok_and(|v| v == "1"),
         args: std::iter::once(ELECTOR_RETRY.to_string())
             .chain(
                 std::env::var("FLOTILLA_BENCH_SERVER_ARGS")
@@ -432,6 +439,19 @@ async fn in_process_mode(node_count: usize, pod_count: usize) -> Result<ModeResu
         "restarted with the scheduler in {restart:.1?} (/readyz after {:.1?})",
         server.startup
     );
+    let measured = measure_in_process(&server, pod_count, restart).await;
+    if let Ok(path) = std::env::var("FLOTILLA_BENCH_SERVER_LOG") {
+        std::fs::write(&path, server.log()).map_err(|e| format!("writing {path}: {e}"))?;
+    }
+    measured
+}
+
+/// The in-process mode's measurement on the restarted server.
+async fn measure_in_process(
+    server: &Server,
+    pod_count: usize,
+    restart: Duration,
+) -> Result<ModeResult, String> {
     let client = server.kube_client().await;
     let (watch_ready, watch) = watch_bindings(client.clone(), pod_count);
     watch_ready
@@ -463,7 +483,6 @@ async fn in_process_mode(node_count: usize, pod_count: usize) -> Result<ModeResu
         .map_err(|_| format!("not every pod was bound within {DEADLINE:?}"))?
         .map_err(|e| e.to_string())??;
     let (to_first, first_to_last, waits) = summarise(released, &times)?;
-    drop(server);
     Ok(ModeResult {
         to_first,
         first_to_last,
