@@ -39,6 +39,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use crate::controller_utils::{self, controller_of, event_reference};
+use crate::informers::Informers;
 use crate::replicaset::{
     deletion_order, is_namespace_terminating, is_pod_ready, selector_matches, slow_start_batches,
 };
@@ -88,16 +89,29 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_shared(Informers::new(client), shutdown).await
+}
+
+/// [`run`] on the controller manager's shared informers.
+pub async fn run_shared(
+    informers: Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let client = informers.client().clone();
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
-    let orphans = tokio::spawn(release_orphaned_pods(client.clone(), store));
+    let orphans = tokio::spawn(release_orphaned_pods(
+        client.clone(),
+        store,
+        informers.pods(),
+    ));
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
         backoff: RetryBackoff::new(),
         backoffs: Mutex::new(HashMap::new()),
     });
-    let controller = controller.owns(Api::<Pod>::all(client), watcher::Config::default());
+    let controller = controller.owns_stream(informers.pods().touched_objects());
     drive("job", controller, shutdown, reconcile, error_policy, ctx).await;
     orphans.abort();
     Ok(())
@@ -105,14 +119,15 @@ pub async fn run(
 
 /// Removes the tracking finalizer from pods whose Job is gone or being deleted: no sync of
 /// that Job will count them, and the finalizer would keep them from ever being deleted.
-async fn release_orphaned_pods(client: kube::Client, jobs: Store<Job>) {
+async fn release_orphaned_pods(
+    client: kube::Client,
+    jobs: Store<Job>,
+    pod_events: futures::stream::BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>,
+) {
     if jobs.wait_until_ready().await.is_err() {
         return;
     }
-    let mut pods =
-        std::pin::pin!(
-            watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).applied_objects()
-        );
+    let mut pods = std::pin::pin!(pod_events.applied_objects());
     while let Some(event) = pods.next().await {
         let Ok(pod) = event else { continue };
         if !has_tracking_finalizer(&pod) {

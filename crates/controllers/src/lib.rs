@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod garbage_collector;
 pub mod history;
+pub mod informers;
 pub mod job;
 pub mod leader_election;
 pub mod node_lifecycle;

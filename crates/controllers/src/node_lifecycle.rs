@@ -45,6 +45,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
 
+use crate::informers::Informers;
 use crate::runner::RetryBackoff;
 use events::{EventRecorder, EventType};
 
@@ -119,6 +120,14 @@ pub async fn run(
     run_with(client, Config::default(), shutdown).await
 }
 
+/// [`run`] on the controller manager's shared informers.
+pub async fn run_shared(
+    informers: Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    run_shared_with(informers, Config::default(), shutdown).await
+}
+
 struct Context {
     client: kube::Client,
     config: Config,
@@ -158,9 +167,17 @@ pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_shared_with(Informers::new(client), config, shutdown).await
+}
+
+/// [`run_with`] on the controller manager's shared informers.
+pub async fn run_shared_with(
+    informers: Informers,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let client = informers.client().clone();
     let leases_api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
-    let pods_api: Api<Pod> = Api::all(client.clone());
-    let nodes_api: Api<Node> = Api::all(client.clone());
 
     let (lease_store, lease_writer) = reflector::store();
     let lease_reflector = reflector::reflector(
@@ -170,16 +187,16 @@ pub async fn run_with(
     .default_backoff()
     .for_each(|_| futures::future::ready(()));
     let (pod_store, pod_writer) = reflector::store();
-    let pod_reflector = reflector::reflector(
-        pod_writer,
-        watcher::watcher(pods_api.clone(), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(|_| futures::future::ready(()));
+    let pod_reflector =
+        reflector::reflector(pod_writer, informers.pods()).for_each(|_| futures::future::ready(()));
 
-    let node_controller = Controller::new(nodes_api, watcher::Config::default());
+    let (node_store, node_writer) = reflector::store();
+    let node_controller = Controller::for_stream(
+        reflector::reflector(node_writer, informers.nodes()).applied_objects(),
+        node_store.clone(),
+    );
     let ctx = Arc::new(Context {
-        nodes: node_controller.store(),
+        nodes: node_store,
         recorder: EventRecorder::for_component(client.clone(), "node-controller", None),
         client,
         config,
@@ -204,7 +221,7 @@ pub async fn run_with(
             .watches(leases_api, watcher::Config::default(), |lease: Lease| {
                 Some(ObjectRef::<Node>::new(&lease.name_any()))
             })
-            .watches(pods_api, watcher::Config::default(), |pod: Pod| {
+            .watches_stream(informers.pods().touched_objects(), |pod: Pod| {
                 pod.spec
                     .and_then(|s| s.node_name)
                     .filter(|n| !n.is_empty())

@@ -23,12 +23,13 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 
 use events::{EventRecorder, EventType};
 
+use crate::informers::Informers;
 use crate::runner::{drive, RetryBackoff};
 
 const COMPONENT: &str = "node-ipam-controller";
@@ -240,13 +241,27 @@ pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_shared_with(Informers::new(client), config, shutdown).await
+}
+
+/// [`run_with`] on the controller manager's shared informers.
+pub async fn run_shared_with(
+    informers: Informers,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let set = config.cidr_set()?;
-    let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let client = informers.client().clone();
+    let (nodes, writer) = reflector::store();
+    let controller = Controller::for_stream(
+        reflector::reflector(writer, informers.nodes()).applied_objects(),
+        nodes.clone(),
+    );
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client,
         set,
-        nodes: controller.store(),
+        nodes,
         in_flight: Mutex::new(HashMap::new()),
         backoff: RetryBackoff::new(),
     });

@@ -37,6 +37,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use crate::controller_utils::{self, controller_of, release_pod};
+use crate::informers::Informers;
 use crate::runner::{drive, RetryBackoff};
 use events::{EventRecorder, EventType};
 
@@ -131,6 +132,15 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_shared(Informers::new(client), shutdown).await
+}
+
+/// [`run`] on the controller manager's shared informers.
+pub async fn run_shared(
+    informers: Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let client = informers.client().clone();
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
@@ -148,17 +158,13 @@ pub async fn run(
     });
     // The reflector updates the cache before an event goes on, so by the time an event
     // triggers a sync, the cache and the expectations both reflect it.
-    let pod_events = reflector::reflector(
-        pods_writer,
-        watcher::watcher(Api::<Pod>::all(client), watcher::Config::default()),
-    )
-    .default_backoff()
-    .inspect(move |ev| {
-        if let Ok(ev) = ev {
-            observe_pod_event(&expectations, ev);
-        }
-    })
-    .touched_objects();
+    let pod_events = reflector::reflector(pods_writer, informers.pods())
+        .inspect(move |ev| {
+            if let Ok(ev) = ev {
+                observe_pod_event(&expectations, ev);
+            }
+        })
+        .touched_objects();
     let controller = controller.watches_stream(pod_events, move |pod: Pod| {
         replica_sets_for_pod(&store, &pod)
     });

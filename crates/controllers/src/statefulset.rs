@@ -37,7 +37,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
 
@@ -46,6 +46,7 @@ use logic::{DeleteReason, Plan, Revisions, Step, UpdateRevision};
 
 use crate::controller_utils::{controller_of, controllers_of_pod, event_reference};
 use crate::history;
+use crate::informers::Informers;
 use crate::replicaset::{is_namespace_terminating, selector_matches};
 use crate::runner::{drive, RetryBackoff};
 
@@ -81,6 +82,15 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_shared(Informers::new(client), shutdown).await
+}
+
+/// [`run`] on the controller manager's shared informers.
+pub async fn run_shared(
+    informers: Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let client = informers.client().clone();
     let controller = Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
@@ -91,11 +101,10 @@ pub async fn run(
         client: client.clone(),
         backoff: RetryBackoff::new(),
     });
-    let controller = controller.watches(
-        Api::<Pod>::all(client),
-        watcher::Config::default(),
-        move |pod: Pod| sets_for_pod(&store, &pod),
-    );
+    let controller = controller
+        .watches_stream(informers.pods().touched_objects(), move |pod: Pod| {
+            sets_for_pod(&store, &pod)
+        });
     drive(
         "statefulset",
         controller,

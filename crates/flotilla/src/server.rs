@@ -387,6 +387,9 @@ async fn run_controllers(
         let _ = stop_tx.send(true);
     });
     let stop = &stop_rx;
+    // One watch of pods and one of nodes for all of them, for this term of leadership
+    // (dropped with it, which stops the watches).
+    let informers = controllers::informers::Informers::new(client.clone());
     macro_rules! controller {
         ($name:literal, $run:path) => {{
             let client = client.clone();
@@ -397,23 +400,32 @@ async fn run_controllers(
                 }
             });
         }};
+        ($name:literal, shared $run:path) => {{
+            let informers = informers.clone();
+            let stop = stopped(stop.clone());
+            tasks.spawn(async move {
+                if let Err(e) = $run(informers, stop).await {
+                    tracing::error!(controller = $name, error = %e, "controller failed");
+                }
+            });
+        }};
     }
-    controller!("replicaset", controllers::replicaset::run);
+    controller!("replicaset", shared controllers::replicaset::run_shared);
     controller!("deployment", controllers::deployment::run);
     controller!("garbage-collector", controllers::garbage_collector::run);
-    controller!("node-lifecycle", controllers::node_lifecycle::run);
-    controller!("job", controllers::job::run);
+    controller!("node-lifecycle", shared controllers::node_lifecycle::run_shared);
+    controller!("job", shared controllers::job::run_shared);
     controller!("cronjob", controllers::cronjob::run);
-    controller!("daemonset", controllers::daemonset::run);
-    controller!("statefulset", controllers::statefulset::run);
-    controller!("endpoints", controllers::endpoints::run);
-    controller!("endpointslice", controllers::endpointslice::run);
+    controller!("daemonset", shared controllers::daemonset::run_shared);
+    controller!("statefulset", shared controllers::statefulset::run_shared);
+    controller!("endpoints", shared controllers::endpoints::run_shared);
+    controller!("endpointslice", shared controllers::endpointslice::run_shared);
     controller!("serviceaccount", controllers::serviceaccount::run);
     {
-        let client = client.clone();
+        let informers = informers.clone();
         let stop = stopped(stop.clone());
         tasks.spawn(async move {
-            if let Err(e) = controllers::nodeipam::run_with(client, ipam, stop).await {
+            if let Err(e) = controllers::nodeipam::run_shared_with(informers, ipam, stop).await {
                 tracing::error!(controller = "nodeipam", error = %e, "controller failed");
             }
         });

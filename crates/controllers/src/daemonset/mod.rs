@@ -41,6 +41,7 @@ use events::{EventRecorder, EventType};
 
 use crate::controller_utils::{controller_of, controllers_of_pod, event_reference, release_pod};
 use crate::history;
+use crate::informers::Informers;
 use crate::replicaset::{is_namespace_terminating, selector_matches, slow_start_batches};
 use crate::runner::{drive, RetryBackoff};
 use logic::{Eligibility, FailedPodBackoff};
@@ -86,6 +87,15 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_shared(Informers::new(client), shutdown).await
+}
+
+/// [`run`] on the controller manager's shared informers.
+pub async fn run_shared(
+    informers: Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let client = informers.client().clone();
     let controller = Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
@@ -100,12 +110,10 @@ pub async fn run(
     let pods_store = store.clone();
     let nodes_store = store;
     let controller = controller
-        .watches(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            move |pod: Pod| daemon_sets_for_pod(&pods_store, &pod),
-        )
-        .watches_stream(scheduling_relevant_nodes(client), move |_node: Node| {
+        .watches_stream(informers.pods().touched_objects(), move |pod: Pod| {
+            daemon_sets_for_pod(&pods_store, &pod)
+        })
+        .watches_stream(scheduling_relevant_nodes(&informers), move |_node: Node| {
             nodes_store
                 .state()
                 .iter()
@@ -128,11 +136,11 @@ pub async fn run(
 /// labels, taints or schedulability. Heartbeats (status) are not: they would wake every
 /// DaemonSet every few seconds per node.
 fn scheduling_relevant_nodes(
-    client: kube::Client,
+    informers: &Informers,
 ) -> impl futures::Stream<Item = Result<Node, watcher::Error>> + Send + 'static {
     let mut filter = NodeChangeFilter::default();
-    watcher::watcher(Api::<Node>::all(client), watcher::Config::default())
-        .default_backoff()
+    informers
+        .nodes()
         .flat_map(move |ev| futures::stream::iter(filter.relevant(ev)))
 }
 

@@ -36,6 +36,7 @@ use events::{EventRecorder, EventType};
 
 pub(crate) use pod_mapper::pod_triggers;
 
+use crate::informers::Informers;
 use crate::replicaset::is_namespace_terminating;
 use crate::runner::{drive, RetryBackoff};
 use subsets::{
@@ -68,19 +69,29 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_shared(Informers::new(client), shutdown).await
+}
+
+/// [`run`] on the controller manager's shared informers.
+pub async fn run_shared(
+    informers: Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let client = informers.client().clone();
     // Both loops stop on the one signal.
     let shutdown = shutdown.shared();
     tokio::join!(
-        run_services(client.clone(), shutdown.clone()),
+        run_services(&informers, shutdown.clone()),
         run_orphans(client, shutdown.clone())
     );
     Ok(())
 }
 
 async fn run_services(
-    client: kube::Client,
+    informers: &Informers,
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let client = informers.client().clone();
     let controller = Controller::new(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
@@ -95,7 +106,7 @@ async fn run_services(
     });
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY}={CONTROLLER_NAME}"));
     let controller = controller
-        .reconcile_on(pod_mapper::pod_triggers(client.clone(), store))
+        .reconcile_on(pod_mapper::pod_triggers(informers.pods(), store))
         // Endpoints changed or deleted behind the controller's back are put right.
         .watches(Api::<Endpoints>::all(client), managed, |ep: Endpoints| {
             ep.metadata

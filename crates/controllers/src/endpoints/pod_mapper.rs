@@ -7,10 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::ResourceExt;
 
 use super::ports::{managed_selector, selects};
@@ -100,14 +98,13 @@ impl PodMapper {
     }
 }
 
-/// The Services to sync as pods change, from a watch of all pods.
+/// The Services to sync as pods change, from the events of all pods.
 pub(crate) fn pod_triggers(
-    client: kube::Client,
+    pod_events: impl Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send + 'static,
     services: Store<Service>,
 ) -> impl Stream<Item = ObjectRef<Service>> + Send + 'static {
     let mut mapper = PodMapper::new(services);
-    watcher(Api::<Pod>::all(client), watcher::Config::default())
-        .default_backoff()
+    pod_events
         .filter_map(|event| async move {
             match event {
                 Ok(e) => Some(e),

@@ -33,6 +33,7 @@ use kube::ResourceExt;
 use crate::endpoints::ports::{label_selector, managed_selector};
 use crate::endpoints::subsets::{last_change_trigger_time, TriggerState, LAST_CHANGE_TRIGGER_TIME};
 use crate::endpoints::{forget_deleted, pod_triggers, service_ref};
+use crate::informers::Informers;
 use crate::replicaset::is_namespace_terminating;
 use crate::runner::{drive, RetryBackoff};
 use events::{EventRecorder, EventType};
@@ -68,12 +69,21 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_shared(Informers::new(client), shutdown).await
+}
+
+/// [`run`] on the controller manager's shared informers.
+pub async fn run_shared(
+    informers: Informers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let client = informers.client().clone();
     // Both loops stop on the one signal.
     let shutdown = shutdown.shared();
     let (nodes, writer) = reflector::store::<Node>();
     let node_cache = tokio::spawn(
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
+        informers
+            .nodes()
             .reflect(writer)
             .for_each(|_| futures::future::ready(())),
     );
@@ -84,7 +94,7 @@ pub async fn run(
         watcher::Config::default(),
     );
     let services = controller.store();
-    let pods = pod_triggers(client.clone(), services.clone());
+    let pods = pod_triggers(informers.pods(), services.clone());
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client: client.clone(),
