@@ -2,7 +2,9 @@
 //! from the current state, whatever woke it), with rate-limited retries, built on
 //! kube-runtime's `Controller` (watch → reflector store → reconcile with back-off).
 //!
-//! Every controller exposes `pub async fn run(client: kube::Client, shutdown) -> Result<(), Error>`.
+//! Every controller exposes `pub async fn run(…, shutdown) -> Result<(), Error>`, given the
+//! client or, for those that watch pods or nodes, the controller manager's shared
+//! `informers::Informers`.
 
 pub mod controller_utils;
 pub mod cronjob;

@@ -112,22 +112,6 @@ pub enum Error {
     WatchEnded(&'static str),
 }
 
-/// Runs the controller with the default configuration until `shutdown` resolves.
-pub async fn run(
-    client: kube::Client,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    run_with(client, Config::default(), shutdown).await
-}
-
-/// [`run`] on the controller manager's shared informers.
-pub async fn run_shared(
-    informers: Informers,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    run_shared_with(informers, Config::default(), shutdown).await
-}
-
 struct Context {
     client: kube::Client,
     config: Config,
@@ -161,17 +145,17 @@ struct Health {
     zones: HashMap<String, Vec<bool>>,
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run_with(
-    client: kube::Client,
-    config: Config,
+/// Runs the controller with the default configuration, on the controller manager's
+/// `informers`, until `shutdown` resolves.
+pub async fn run(
+    informers: Informers,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    run_shared_with(Informers::new(client), config, shutdown).await
+    run_with(informers, Config::default(), shutdown).await
 }
 
-/// [`run_with`] on the controller manager's shared informers.
-pub async fn run_shared_with(
+/// Runs the controller with `config` until `shutdown` resolves.
+pub async fn run_with(
     informers: Informers,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -227,25 +227,17 @@ struct Context {
     backoff: RetryBackoff<Node>,
 }
 
-/// Runs the controller with the default cluster CIDR until `shutdown` completes.
+/// Runs the controller with the default cluster CIDR, on the controller manager's
+/// `informers`, until `shutdown` completes.
 pub async fn run(
-    client: kube::Client,
+    informers: Informers,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    run_with(client, Config::default(), shutdown).await
+    run_with(informers, Config::default(), shutdown).await
 }
 
 /// Runs the controller over `config`'s cluster CIDR until `shutdown` completes.
 pub async fn run_with(
-    client: kube::Client,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    run_shared_with(Informers::new(client), config, shutdown).await
-}
-
-/// [`run_with`] on the controller manager's shared informers.
-pub async fn run_shared_with(
     informers: Informers,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -127,16 +127,8 @@ impl Expectations {
 /// Requests in flight at once when a sync creates or deletes many pods.
 const IN_FLIGHT: usize = 64;
 
-/// Runs the controller until `shutdown` completes.
+/// Runs the controller on the controller manager's `informers` until `shutdown` completes.
 pub async fn run(
-    client: kube::Client,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    run_shared(Informers::new(client), shutdown).await
-}
-
-/// [`run`] on the controller manager's shared informers.
-pub async fn run_shared(
     informers: Informers,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {

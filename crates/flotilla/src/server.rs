@@ -410,22 +410,22 @@ async fn run_controllers(
             });
         }};
     }
-    controller!("replicaset", shared controllers::replicaset::run_shared);
+    controller!("replicaset", shared controllers::replicaset::run);
     controller!("deployment", controllers::deployment::run);
     controller!("garbage-collector", controllers::garbage_collector::run);
-    controller!("node-lifecycle", shared controllers::node_lifecycle::run_shared);
-    controller!("job", shared controllers::job::run_shared);
+    controller!("node-lifecycle", shared controllers::node_lifecycle::run);
+    controller!("job", shared controllers::job::run);
     controller!("cronjob", controllers::cronjob::run);
-    controller!("daemonset", shared controllers::daemonset::run_shared);
-    controller!("statefulset", shared controllers::statefulset::run_shared);
-    controller!("endpoints", shared controllers::endpoints::run_shared);
-    controller!("endpointslice", shared controllers::endpointslice::run_shared);
+    controller!("daemonset", shared controllers::daemonset::run);
+    controller!("statefulset", shared controllers::statefulset::run);
+    controller!("endpoints", shared controllers::endpoints::run);
+    controller!("endpointslice", shared controllers::endpointslice::run);
     controller!("serviceaccount", controllers::serviceaccount::run);
     {
         let informers = informers.clone();
         let stop = stopped(stop.clone());
         tasks.spawn(async move {
-            if let Err(e) = controllers::nodeipam::run_shared_with(informers, ipam, stop).await {
+            if let Err(e) = controllers::nodeipam::run_with(informers, ipam, stop).await {
                 tracing::error!(controller = "nodeipam", error = %e, "controller failed");
             }
         });

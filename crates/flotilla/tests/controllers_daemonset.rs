@@ -35,7 +35,7 @@ impl Harness {
             ..Default::default()
         })
         .await;
-        sim.spawn(controllers::daemonset::run);
+        sim.spawn_shared(controllers::daemonset::run);
         Harness { sim }
     }
 

@@ -29,7 +29,7 @@ crate::deref_to_sim!(Harness);
 impl Harness {
     async fn start(test: &str, nodes: usize, version: &'static str) -> Self {
         let mut sim = SimCluster::with_nodes(&format!("{test}-node"), nodes, false).await;
-        sim.spawn(controllers::replicaset::run);
+        sim.spawn_shared(controllers::replicaset::run);
         sim.spawn(controllers::deployment::run);
         Harness { sim, version }
     }

@@ -38,7 +38,7 @@ impl Harness {
     /// With `offset` (seconds), the CronJob controller's clock runs that far ahead.
     async fn start_with_clock(test: &str, offset: Option<Arc<AtomicI64>>) -> Self {
         let mut sim = SimCluster::with_nodes(&format!("{test}-node"), 2, false).await;
-        sim.spawn(controllers::job::run);
+        sim.spawn_shared(controllers::job::run);
         let mut config = controllers::cronjob::Config::default();
         if let Some(offset) = offset {
             config.now = Arc::new(move || {

@@ -140,7 +140,7 @@ impl Cluster {
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(controllers::node_lifecycle::run_with(
-            self.client.clone(),
+            controllers::informers::Informers::new(self.client.clone()),
             config,
             async {
                 let _ = stopped.await;
@@ -447,7 +447,7 @@ async fn a_silent_nodes_deployment_pods_are_rescheduled_onto_the_other_nodes() {
     let client = cluster.client.clone();
     // The workload controllers, in process beside the node lifecycle controller.
     tokio::spawn(controllers::replicaset::run(
-        client.clone(),
+        controllers::informers::Informers::new(client.clone()),
         futures::future::pending(),
     ));
     tokio::spawn(controllers::deployment::run(

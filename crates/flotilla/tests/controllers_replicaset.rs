@@ -32,7 +32,7 @@ impl Harness {
     // RUST_LOG=flotilla_controllers=debug shows the controller's syncs.
     async fn start(test: &str, nodes: usize, kubectl_version: &'static str) -> Self {
         let mut sim = SimCluster::with_nodes(&format!("{test}-node"), nodes, false).await;
-        sim.spawn(controllers::replicaset::run);
+        sim.spawn_shared(controllers::replicaset::run);
         Harness {
             sim,
             kubectl_version,

@@ -467,14 +467,21 @@ fn start_endpoint_controllers(
     };
     let endpoints = tokio::spawn({
         let (client, rx) = (client.clone(), stopped.clone());
-        async move { controllers::endpoints::run(client, wait(rx)).await.unwrap() }
+        async move {
+            controllers::endpoints::run(controllers::informers::Informers::new(client), wait(rx))
+                .await
+                .unwrap()
+        }
     });
     let slices = tokio::spawn({
         let client = client.clone();
         async move {
-            controllers::endpointslice::run(client, wait(stopped))
-                .await
-                .unwrap()
+            controllers::endpointslice::run(
+                controllers::informers::Informers::new(client),
+                wait(stopped),
+            )
+            .await
+            .unwrap()
         }
     });
     (stop, vec![endpoints, slices])

@@ -656,9 +656,12 @@ async fn a_restarted_controller_converges() {
     let client = sim.client.clone();
     let start_controller = |client: kube::Client| {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(controllers::statefulset::run(client, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(controllers::statefulset::run(
+            controllers::informers::Informers::new(client),
+            async {
+                let _ = rx.await;
+            },
+        ));
         (tx, task)
     };
     let h = Harness {

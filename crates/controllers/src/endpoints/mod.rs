@@ -64,16 +64,8 @@ struct Context {
     services: Store<Service>,
 }
 
-/// Runs the controller until `shutdown` completes.
+/// Runs the controller on the controller manager's `informers` until `shutdown` completes.
 pub async fn run(
-    client: kube::Client,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    run_shared(Informers::new(client), shutdown).await
-}
-
-/// [`run`] on the controller manager's shared informers.
-pub async fn run_shared(
     informers: Informers,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {

@@ -79,6 +79,8 @@ macro_rules! deref_to_sim {
 pub struct SimCluster {
     // Dropped first: the in-process tasks see their shutdown before the server goes away.
     stops: Vec<oneshot::Sender<()>>,
+    /// Shared by the controllers the test starts, as the controller manager shares its own.
+    pub informers: controllers::informers::Informers,
     pub client: kube::Client,
     pub server: Server,
 }
@@ -91,6 +93,7 @@ impl SimCluster {
         let client = server.kube_client().await;
         SimCluster {
             stops: Vec::new(),
+            informers: controllers::informers::Informers::new(client.clone()),
             client,
             server,
         }
@@ -107,6 +110,20 @@ impl SimCluster {
         .await;
         sim.add_nodes(nodes(prefix, count)).await;
         sim
+    }
+
+    /// Runs `task` (given the cluster's shared informers and a shutdown future) until the
+    /// cluster is dropped: how a controller's `run(informers, shutdown)` is started.
+    pub fn spawn_shared<Fut>(
+        &mut self,
+        task: impl FnOnce(controllers::informers::Informers, BoxFuture<'static, ()>) -> Fut,
+    ) -> JoinHandle<Fut::Output>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let informers = self.informers.clone();
+        self.spawn(move |_, shutdown| task(informers, shutdown))
     }
 
     /// Runs `task` (given the client and a shutdown future) until the cluster is dropped.
