@@ -2,10 +2,8 @@
 //! client-go's SharedInformerFactory gives kube-controller-manager.
 //!
 //! Without them each controller opened its own watch of all pods (seven of them) and of all
-//! nodes (four), so every pod change was sent, parsed and held seven times over: with a
-//! scheduler binding 10,000 pods the controllers' parsing alone took about 40% of the
-//! server's CPU. An informer parses each event once and hands every subscriber the decoded
-//! event; each subscriber keeps the `watcher::Event` stream shape, so the reflectors,
+//! nodes (four), so every pod change was sent and parsed seven times over. An informer
+//! parses each event once and hands every subscriber the decoded event; each subscriber keeps the `watcher::Event` stream shape, so the reflectors,
 //! `touched_objects` triggers and `Controller::*_stream` calls built on it are unchanged.
 //!
 //! A subscriber that joins late, or falls more than [`BUFFER`] events behind, starts with a
