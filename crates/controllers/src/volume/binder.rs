@@ -310,16 +310,7 @@ async fn assign_default_class(ctx: &Context, pvc: &PersistentVolumeClaim) -> Res
         "metadata": {"resourceVersion": pvc.metadata.resource_version},
         "spec": {"storageClassName": name},
     });
-    Api::<PersistentVolumeClaim>::namespaced(
-        ctx.client.clone(),
-        pvc.metadata.namespace.as_deref().unwrap_or("default"),
-    )
-    .patch(
-        &pvc.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    merge_patch_claim(ctx, pvc, &patch).await?;
     tracing::info!(claim = %pvc.name_any(), class = %name, "assigned the default StorageClass");
     // The claim's update event brings it back with its class.
     Ok(Action::requeue(RESYNC))
@@ -365,16 +356,7 @@ async fn sync_unbound_claim(ctx: &Context, pvc: &PersistentVolumeClaim) -> Resul
             if annotation(&pvc.metadata, ANN_STORAGE_PROVISIONER) != Some(provisioner.as_str()) {
                 let patch =
                     json!({"metadata": {"annotations": {ANN_STORAGE_PROVISIONER: provisioner}}});
-                Api::<PersistentVolumeClaim>::namespaced(
-                    ctx.client.clone(),
-                    pvc.metadata.namespace.as_deref().unwrap_or("default"),
-                )
-                .patch(
-                    &pvc.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
+                merge_patch_claim(ctx, pvc, &patch).await?;
             }
             ctx.claim_event(
                 pvc,
@@ -560,6 +542,24 @@ async fn sync_bound_claim(
         );
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// Applies a JSON merge patch to the claim.
+async fn merge_patch_claim(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    patch: &serde_json::Value,
+) -> Result<PersistentVolumeClaim, kube::Error> {
+    Api::<PersistentVolumeClaim>::namespaced(
+        ctx.client.clone(),
+        pvc.metadata.namespace.as_deref().unwrap_or("default"),
+    )
+    .patch(
+        &pvc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
 }
 
 async fn mark_claim_lost(
