@@ -128,13 +128,7 @@ impl Registry {
             resource: "namespaces",
             name: ns,
         };
-        let (kv, _) = self
-            .store
-            .get(&key, None)
-            .await
-            .map_err(|e| ApiError::from_store(e, target))?;
-        let kv = kv.ok_or_else(|| ApiError::not_found(target))?;
-        let obj = meta::decode_kv(&kv)?;
+        let (obj, _) = self.read_current(&key, target).await?;
         if meta::deletion_timestamp(&obj).is_some()
             || meta::str_at(&obj, "/status/phase") == Some("Terminating")
         {

@@ -70,13 +70,7 @@ impl Registry {
         }
         let key = r.key();
         loop {
-            let (kv, _) = self
-                .store
-                .get(&key, None)
-                .await
-                .map_err(|e| ApiError::from_store(e, r.target()))?;
-            let kv = kv.ok_or_else(|| ApiError::not_found(r.target()))?;
-            let old = meta::decode_kv(&kv)?;
+            let (old, revision) = self.read_current(&key, r.target()).await?;
             opts.preconditions.check(&old, r)?;
             let decision = decide(r, old, opts);
             let (transition, pending) = match decision {
@@ -91,8 +85,8 @@ impl Registry {
             }
             let result = match transition {
                 Transition::Unchanged(v) => return Ok(DeleteOutcome::Pending(v)),
-                Transition::Write(v) => self.write_at(&key, kv.mod_revision, v).await?,
-                Transition::Delete(v) => self.delete_at(&key, kv.mod_revision, v).await,
+                Transition::Write(v) => self.write_at(&key, revision, v).await?,
+                Transition::Delete(v) => self.delete_at(&key, revision, v).await,
             };
             match result {
                 Ok(v) if pending => return Ok(DeleteOutcome::Pending(v)),

@@ -100,6 +100,22 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The object stored at `key` now and its mod revision, read from the store (not the
+    /// watch cache); NotFound for `target` when there is none.
+    pub(crate) async fn read_current(
+        &self,
+        key: &str,
+        target: crate::status::Target<'_>,
+    ) -> Result<(serde_json::Value, store::Revision), crate::status::ApiError> {
+        let (kv, _) = self
+            .store
+            .get(key, None)
+            .await
+            .map_err(|e| crate::status::ApiError::from_store(e, target))?;
+        let kv = kv.ok_or_else(|| crate::status::ApiError::not_found(target))?;
+        Ok((meta::decode_kv(&kv)?, kv.mod_revision))
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         catalogue: Arc<Catalogue>,

@@ -136,13 +136,8 @@ impl Registry {
             let (old, revision, current) = match suggestion.take() {
                 Some((v, rev)) => (v, rev, false),
                 None => {
-                    let (kv, _) = self
-                        .store
-                        .get(&key, None)
-                        .await
-                        .map_err(|e| ApiError::from_store(e, r.target()))?;
-                    let kv = kv.ok_or_else(|| ApiError::not_found(r.target()))?;
-                    (meta::decode_kv(&kv)?, kv.mod_revision, true)
+                    let (old, revision) = self.read_current(&key, r.target()).await?;
+                    (old, revision, true)
                 }
             };
             let decided = preconditions.check(&old, r).and_then(|()| try_update(old));
