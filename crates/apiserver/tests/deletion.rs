@@ -203,11 +203,17 @@ async fn terminating_namespaces_refuse_new_content() {
         r.body["message"],
         "unable to create new content in namespace held because it is being terminated"
     );
-    // Releasing the finalizer lets the namespace finish.
-    let mut live = c.get("/api/v1/namespaces/held/configmaps/hold").await.body;
-    live["metadata"]["finalizers"] = json!([]);
-    c.put("/api/v1/namespaces/held/configmaps/hold", &live)
+    // Releasing the finalizer lets the namespace finish. A merge patch, not GET then PUT:
+    // the namespace controller marks the config map deleting meanwhile, which would make a
+    // PUT of the copy read before it a (correct) conflict.
+    let r = c
+        .patch(
+            "/api/v1/namespaces/held/configmaps/hold",
+            "application/merge-patch+json",
+            r#"{"metadata":{"finalizers":null}}"#,
+        )
         .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let gone = eventually(Duration::from_secs(30), || async {
         (c.get("/api/v1/namespaces/held").await.status == StatusCode::NOT_FOUND).then_some(())
     })
