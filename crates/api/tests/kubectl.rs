@@ -22,14 +22,18 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
+/// Objects by plural, as of a moment.
+type Objects = Vec<(&'static str, Vec<Value>)>;
+
 /// What the stub serves.
 struct Served {
     catalogue: Catalogue,
     /// Answer aggregated discovery when asked; otherwise only the legacy documents.
     aggregated: bool,
     minor: &'static str,
-    /// Objects by plural; every other list is empty.
-    objects: Vec<(&'static str, Vec<Value>)>,
+    /// Objects by plural as of a moment (ages are rendered per request, so they are built
+    /// then, not once before several slow kubectl runs); every other list is empty.
+    objects: fn(Timestamp) -> Objects,
 }
 
 /// A stub server on a free loopback port, stopped on drop.
@@ -157,8 +161,8 @@ fn list(served: &Served, group: &str, version: &str, plural: &str) -> Response {
     };
     let printer = printer_for(info);
     let now = Timestamp::now();
-    let objects = served
-        .objects
+    let all = (served.objects)(now);
+    let objects = all
         .iter()
         .find(|(p, _)| *p == plural)
         .map_or(&[][..], |(_, objs)| objs.as_slice());
@@ -286,7 +290,7 @@ async fn check_api_resources(minor: &str, aggregated: bool) {
         catalogue: catalogue.clone(),
         aggregated,
         minor: if minor == "27" { "27" } else { "33" },
-        objects: Vec::new(),
+        objects: |_| Vec::new(),
     })
     .await;
     let out = Client::new(binary, &stub)
@@ -349,7 +353,7 @@ fn ago(now: Timestamp, secs: i64) -> String {
     (now - SignedDuration::from_secs(secs)).to_string()
 }
 
-fn sample_objects(now: Timestamp) -> Vec<(&'static str, Vec<Value>)> {
+fn sample_objects(now: Timestamp) -> Objects {
     // Ages sit mid-bucket ("62m", "15m") so that a slow run cannot change the text.
     let created = ago(now, 62 * 60 + 30);
     let web = json!({
@@ -416,12 +420,11 @@ async fn print_tables(minor: &'static str) {
         eprintln!("kubectl.1.{minor} is not installed: skipped");
         return;
     };
-    let now = Timestamp::now();
     let stub = start(Served {
         catalogue: Catalogue::builtin(),
         aggregated: true,
         minor,
-        objects: sample_objects(now),
+        objects: sample_objects,
     })
     .await;
     let client = Client::new(binary, &stub);
@@ -500,12 +503,11 @@ async fn kubectl_get_all_uses_categories() {
         eprintln!("kubectl.1.33 is not installed: skipped");
         return;
     };
-    let now = Timestamp::now();
     let stub = start(Served {
         catalogue: Catalogue::builtin(),
         aggregated: true,
         minor: "33",
-        objects: sample_objects(now),
+        objects: sample_objects,
     })
     .await;
     let out = Client::new(binary, &stub).run(&["get", "all"]).await;

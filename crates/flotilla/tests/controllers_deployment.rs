@@ -546,7 +546,8 @@ async fn min_ready_seconds_delays_availability() {
     let h = Harness::start("depminready", 2, "1.33").await;
     let mut m: serde_json::Value =
         serde_json::from_str(&manifest("slow", 2, json!({"type": "RollingUpdate"}))).unwrap();
-    m["spec"]["minReadySeconds"] = json!(5);
+    // Long enough that a busy machine still shows the ready-but-not-available window.
+    m["spec"]["minReadySeconds"] = json!(15);
     h.kubectl(&["apply", "-f", "-"], Some(m.to_string())).await;
     // Ready but not yet available.
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -573,7 +574,7 @@ async fn min_ready_seconds_delays_availability() {
         Some(2 - early.available_replicas.unwrap_or(0))
     );
     let rss = h.owned_replica_sets("slow").await;
-    assert_eq!(rss[0].spec.as_ref().unwrap().min_ready_seconds, Some(5));
+    assert_eq!(rss[0].spec.as_ref().unwrap().min_ready_seconds, Some(15));
     // Then available, and the rollout complete.
     h.converged("slow", 2, "registry.invalid/app:1").await;
     h.progressing("slow", "NewReplicaSetAvailable").await;

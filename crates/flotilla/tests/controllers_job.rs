@@ -276,7 +276,8 @@ async fn active_deadline_fails_the_job_and_stops_its_pods() {
     let h = Harness::start("jobdeadline").await;
     h.create_job(
         "slow",
-        json!({"completions": 1, "activeDeadlineSeconds": 3}),
+        // Long enough that the pod is seen Running before the deadline on a busy machine.
+        json!({"completions": 1, "activeDeadlineSeconds": 10}),
     )
     .await;
     h.running("slow", 1).await;
@@ -460,7 +461,10 @@ async fn cronjob_fires_on_schedule_and_kubectl_creates_a_job_from_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cronjob_replace_policy_and_history_limit_with_a_moved_clock() {
-    let offset = Arc::new(AtomicI64::new(0));
+    // The controller's clock starts at half past an hour, so that neither the real clock's
+    // passing during the test nor each hour's advance lands near a scheduled time.
+    let now = jiff::Timestamp::now().as_second();
+    let offset = Arc::new(AtomicI64::new(1800 - now.rem_euclid(3600)));
     let h = Harness::start_with_clock("cronrepl", Some(offset.clone())).await;
     let cronjobs: Api<CronJob> = Api::namespaced(h.client.clone(), "default");
     // Hourly, so the real clock never crosses a scheduled time during the test; the

@@ -202,11 +202,16 @@ fn a_joined_node_registers_ready_renews_its_lease_and_survives_an_agent_kill() {
 
     // With exactly one node, a new pod is bound to it.
     create_sleeper(&cluster, "bound");
-    let pod = cluster.kubectl_run(
-        "1.33",
-        &["get", "pod", "bound", "-o", "jsonpath={.spec.nodeName}"],
-    );
-    assert_eq!(pod.expect_success("get pod").trim(), cluster.node_name);
+    let bound = testkit::wait_for(Duration::from_secs(30), || {
+        let out = cluster.kubectl_run(
+            "1.33",
+            &["get", "pod", "bound", "-o", "jsonpath={.spec.nodeName}"],
+        );
+        let node = out.expect_success("get pod").trim().to_string();
+        (!node.is_empty()).then_some(node)
+    })
+    .unwrap_or_else(|| panic!("pod never bound\n{}", cluster.server.log()));
+    assert_eq!(bound, cluster.node_name);
 
     // SIGKILL the agent; the restarted one takes the Node over without a NotReady blip.
     let old_pid = cluster.agent_pid().unwrap();

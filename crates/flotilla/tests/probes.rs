@@ -152,13 +152,15 @@ fn a_readiness_probe_flips_ready_both_ways() {
             "containers": [
                 {"name": "app", "image": c.image, "command": ["sleep", "3600"],
                  "volumeMounts": [{"name": "flag", "mountPath": "/flag"}],
-                 "readinessProbe": {"exec": {"command": ["cat", "/flag/ready"]}, "periodSeconds": 1, "failureThreshold": 1}},
+                 "readinessProbe": {"exec": {"command": ["cat", "/flag/ready"]}, "periodSeconds": 1, "failureThreshold": 1, "timeoutSeconds": 5}},
                 // An HTTP server probed over the pod IP, by port name: always ready and live.
+                // The 5 s probe timeouts keep a busy machine's slow reply from counting as a
+                // failure; a missing file or a closed port still fails at once.
                 {"name": "web", "image": c.image,
                  "command": ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"],
                  "ports": [{"name": "http", "containerPort": 8080}],
-                 "readinessProbe": {"httpGet": {"path": "/index.html", "port": "http"}, "periodSeconds": 1},
-                 "livenessProbe": {"httpGet": {"path": "/index.html", "port": "http"}, "periodSeconds": 1}}
+                 "readinessProbe": {"httpGet": {"path": "/index.html", "port": "http"}, "periodSeconds": 1, "timeoutSeconds": 5},
+                 "livenessProbe": {"httpGet": {"path": "/index.html", "port": "http"}, "periodSeconds": 1, "timeoutSeconds": 5}}
             ]
         }
     });
@@ -224,8 +226,8 @@ fn a_startup_probe_holds_back_liveness_and_readiness_until_it_passes() {
             // Listens only after a slow start; liveness over TCP would fail until then.
             "command": ["sh", "-c", "sleep 6; touch /tmp/started; exec httpd -f -p 8080 -h /tmp"],
             "startupProbe": {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1, "failureThreshold": 30},
-            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1},
-            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1, "timeoutSeconds": 5},
+            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "timeoutSeconds": 5},
         }]}
     });
     apply(&c, &pod);

@@ -192,7 +192,7 @@ async fn supervisor_survives_agent_restart() {
         .exec_sync(
             &id,
             &["touch".into(), "/tmp/go".into()],
-            Duration::from_secs(10),
+            Duration::from_secs(30),
         )
         .await
         .unwrap();
@@ -204,7 +204,7 @@ async fn supervisor_survives_agent_restart() {
     assert_eq!(s.exit_code, Some(7));
     node.remove_all_and_check().await;
     // Its supervisor ended with the container.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while std::fs::read_to_string(format!("/proc/{sup}/stat")).is_ok_and(|s| !s.contains(") Z")) {
         assert!(Instant::now() < deadline, "supervisor {sup} still alive");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -225,7 +225,7 @@ async fn exec_sync_and_timeout_in_pod_network() {
                 "-c".into(),
                 "echo out-$GREETING; echo err >&2; exit 5".into(),
             ],
-            Duration::from_secs(10),
+            Duration::from_secs(30),
         )
         .await
         .unwrap();
@@ -244,7 +244,7 @@ async fn exec_sync_and_timeout_in_pod_network() {
         .exec_sync(
             &id,
             &["cat".into(), "/proc/net/dev".into()],
-            Duration::from_secs(10),
+            Duration::from_secs(30),
         )
         .await
         .unwrap();
@@ -266,7 +266,7 @@ async fn exec_sync_and_timeout_in_pod_network() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let ps = node
         .containers
-        .exec_sync(&id, &["ps".into()], Duration::from_secs(10))
+        .exec_sync(&id, &["ps".into()], Duration::from_secs(30))
         .await
         .unwrap();
     assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 30"));
@@ -276,12 +276,24 @@ async fn exec_sync_and_timeout_in_pod_network() {
         stats.cpu_usage_nanos > 0 && stats.memory_usage_bytes > 0,
         "{stats:?}"
     );
-    let pod = node
-        .containers
-        .cgroup_stats(&node.sandbox.cgroup_parent)
-        .await
-        .unwrap();
-    assert!(pod.memory_usage_bytes >= stats.memory_working_set_bytes);
+    // The two are read at different moments while the container's shell forks: sample
+    // both again until a pair taken close together holds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let container = node.containers.container_stats(&id).await.unwrap();
+        let pod = node
+            .containers
+            .cgroup_stats(&node.sandbox.cgroup_parent)
+            .await
+            .unwrap();
+        if pod.memory_usage_bytes >= container.memory_working_set_bytes {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {pod:?} below its container {container:?}"
+        );
+    }
     node.containers
         .stop_container(&id, Duration::from_secs(5))
         .await
@@ -317,7 +329,7 @@ async fn streaming_exec_with_tty_and_attach() {
     let mut stdin = session.stdin.take().unwrap();
     let mut stdout = session.stdout.take().unwrap();
     // The resize reaches the container's terminal asynchronously: ask until it shows.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let size = TerminalSize {
             width: 123,
@@ -325,14 +337,14 @@ async fn streaming_exec_with_tty_and_attach() {
         };
         resize.send(size).await.unwrap();
         stdin.write_all(b"stty size\n").await.unwrap();
-        let out = read_until(&mut stdout, "\n", Duration::from_secs(10)).await;
+        let out = read_until(&mut stdout, "\n", Duration::from_secs(30)).await;
         if out.contains("45 123") {
             break;
         }
         assert!(Instant::now() < deadline, "terminal never resized: {out}");
     }
     stdin.write_all(b"exit 4\n").await.unwrap();
-    let code = tokio::time::timeout(Duration::from_secs(10), session.exit)
+    let code = tokio::time::timeout(Duration::from_secs(30), session.exit)
         .await
         .unwrap()
         .unwrap();
@@ -354,13 +366,13 @@ async fn streaming_exec_with_tty_and_attach() {
     let mut stdin = attached.stdin.take().unwrap();
     let mut stdout = attached.stdout.take().unwrap();
     stdin.write_all(b"hi\n").await.unwrap();
-    read_until(&mut stdout, "got:hi", Duration::from_secs(10)).await;
-    let code = tokio::time::timeout(Duration::from_secs(10), attached.exit)
+    read_until(&mut stdout, "got:hi", Duration::from_secs(30)).await;
+    let code = tokio::time::timeout(Duration::from_secs(30), attached.exit)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(code, 2);
-    let s = node.wait_exited(&id, Duration::from_secs(10)).await;
+    let s = node.wait_exited(&id, Duration::from_secs(30)).await;
     assert_eq!(s.exit_code, Some(2));
     assert!(log_records(&c.log_path).iter().any(|r| r.2 == "got:hi"));
     node.remove_all_and_check().await;
@@ -460,7 +472,7 @@ async fn container_outlives_a_killed_supervisor() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while std::fs::read_to_string(format!("/proc/{sup}/stat")).is_ok_and(|s| !s.contains(") Z")) {
         assert!(
             Instant::now() < deadline,
@@ -507,7 +519,7 @@ async fn attach_to_a_terminal_container() {
     let mut stdin = session.stdin.take().unwrap();
     let mut stdout = session.stdout.take().unwrap();
     // The resize and the input are separate frames: ask until the new size shows.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let size = TerminalSize {
             width: 99,
@@ -515,19 +527,19 @@ async fn attach_to_a_terminal_container() {
         };
         resize.send(size).await.unwrap();
         stdin.write_all(b"stty size\n").await.unwrap();
-        let out = read_until(&mut stdout, "\n", Duration::from_secs(10)).await;
+        let out = read_until(&mut stdout, "\n", Duration::from_secs(30)).await;
         if out.contains("33 99") {
             break;
         }
         assert!(Instant::now() < deadline, "terminal never resized: {out}");
     }
     stdin.write_all(b"exit 6\n").await.unwrap();
-    let code = tokio::time::timeout(Duration::from_secs(10), session.exit)
+    let code = tokio::time::timeout(Duration::from_secs(30), session.exit)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(code, 6);
-    let s = node.wait_exited(&id, Duration::from_secs(10)).await;
+    let s = node.wait_exited(&id, Duration::from_secs(30)).await;
     assert_eq!(s.exit_code, Some(6));
     node.remove_all_and_check().await;
 }

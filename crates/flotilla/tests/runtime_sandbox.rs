@@ -225,7 +225,7 @@ async fn containers_share_the_sandbox_namespaces_and_files() {
     ]
     .map(String::from);
     let out = containers
-        .exec_sync(&ids[1], &probe, Duration::from_secs(10))
+        .exec_sync(&ids[1], &probe, Duration::from_secs(30))
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -149,17 +149,22 @@ async fn a_pod_that_fits_nowhere_says_why_in_kubernetes_words() {
          1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."
     );
     // The Event says the same, and kubectl describe shows it.
+    // Events go out through the recorder's queue, apart from the condition: wait for it.
     let events: Api<CoreEvent> = Api::namespaced(h.client.clone(), "default");
-    let found = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .any(|e| {
-            e.reason.as_deref() == Some("FailedScheduling") && e.message.as_deref() == Some(&msg)
-        });
-    assert!(found, "no FailedScheduling event with the message");
+    eventually(30, "a FailedScheduling event with the message", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("FailedScheduling")
+                    && e.message.as_deref() == Some(&msg)
+            })
+            .then_some(())
+    })
+    .await;
     let out = h.server.kubectl_run("1.33", &["describe", "pod", "huge"]);
     let text = out.expect_success("kubectl describe pod");
     assert!(text.contains("FailedScheduling"), "{text}");

@@ -264,14 +264,14 @@ fn logs_exec_and_cp() {
         );
 
         let all = c.kubectl_run(v, &["logs", "logger", "-c", "main"]);
-        let recent = c.kubectl_run(v, &["logs", "logger", "-c", "main", "--since", "2s"]);
+        let recent = c.kubectl_run(v, &["logs", "logger", "-c", "main", "--since", "4s"]);
         let (all, recent) = (
             all.expect_success("logs").lines().count(),
             recent.expect_success("logs --since").lines().count(),
         );
         assert!(
             recent > 0 && recent < all,
-            "{v}: --since 2s gave {recent} of {all} lines"
+            "{v}: --since 4s gave {recent} of {all} lines"
         );
 
         let out = c.kubectl_run(v, &["logs", "logger", "-c", "side"]);

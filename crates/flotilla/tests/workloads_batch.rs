@@ -83,7 +83,7 @@ spec:
             &ns,
             "--for=condition=complete",
             "job/echo",
-            "--timeout=90s",
+            "--timeout=180s",
         ],
     );
     assert!(out.contains("condition met"), "{out}");
@@ -144,7 +144,7 @@ spec:
             &ns,
             "--for=condition=complete",
             &format!("job/{job_name}"),
-            "--timeout=60s",
+            "--timeout=120s",
         ],
     );
     assert!(out.contains("condition met"), "{out}");

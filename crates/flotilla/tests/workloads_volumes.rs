@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use support::{wait_for, Cluster};
 
 const KUBECTL: &str = "1.33";
-const DEADLINE: Duration = Duration::from_secs(60);
+/// Generous: the first pod waits for provisioning, binding and the first image pull.
+const DEADLINE: Duration = Duration::from_secs(120);
 const NS: &str = "vol-real";
 
 fn kubectl(c: &Cluster, args: &[&str]) -> String {
@@ -64,6 +65,10 @@ fn finished(c: &Cluster, name: &str) -> String {
 fn a_claim_keeps_data_across_pods_and_its_deletion_removes_the_directory() {
     let c = Cluster::start();
     kubectl(&c, &["create", "namespace", NS]);
+    // A claim made before the default class exists gets none.
+    wait_for("the default StorageClass", DEADLINE, || {
+        get(&c, &["get", "storageclass", "local-path", "-o", "json"])
+    });
     apply(
         &c,
         &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",

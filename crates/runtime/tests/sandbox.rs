@@ -19,7 +19,7 @@ use flotilla_runtime::SandboxRuntime;
 use testkit::{free_port, unique_name, unique_subnet, wait_for, SubnetLease};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const WAIT: Duration = Duration::from_secs(15);
+const WAIT: Duration = Duration::from_secs(60);
 
 /// One test node's network: everything machine-global is unique, and dropping it removes
 /// every sandbox (CNI DEL frees IPs and portmap rules), leftover namespaces, the bridge.

@@ -313,7 +313,8 @@ async fn crash_then_reopen_loses_nothing_acknowledged() {
     let mut latest: HashMap<String, Acked> = HashMap::new();
     let mut all = Vec::new();
     let mut iterations = 0;
-    while iterations < 25 && Instant::now() < budget {
+    // At least ten crashes whatever the disk's speed; the budget only stops early after that.
+    while iterations < 25 && (iterations < 10 || Instant::now() < budget) {
         let kill_after = 1 + (random() % 400) as usize;
         // Shown with a failure, to tell which crash broke what.
         eprintln!("iteration {iterations}: SIGKILL after {kill_after} acknowledged writes");
@@ -333,10 +334,6 @@ async fn crash_then_reopen_loses_nothing_acknowledged() {
         // The probe write moved the revision on; keys written by children are unaffected.
         iterations += 1;
     }
-    assert!(
-        iterations >= 10,
-        "only {iterations} crash iterations fit the time budget"
-    );
     eprintln!(
         "{iterations} crash iterations, {} acknowledged writes checked",
         all.len()

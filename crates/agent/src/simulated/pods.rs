@@ -228,12 +228,11 @@ async fn apply(client: kube::Client, work: Work) {
                                cond("ContainersReady"), cond("Ready"), cond("PodScheduled")],
                 "containerStatuses": containers,
             }});
-            if let Err(e) = api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                tracing::debug!(pod = %name, error = %e, "reporting a simulated pod");
-            }
+            let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+            retrying("reporting a simulated pod", &name, || {
+                api.patch_status(&name, &params, &patch)
+            })
+            .await;
         }
         Work::Remove(pod) => {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -247,8 +246,36 @@ async fn apply(client: kube::Client, work: Work) {
                 }),
                 ..Default::default()
             };
-            if let Err(e) = api.delete(&name, &dp).await {
-                tracing::debug!(pod = %name, error = %e, "removing a simulated pod");
+            retrying("removing a simulated pod", &name, || api.delete(&name, &dp)).await;
+        }
+    }
+}
+
+/// Attempts at a pod write before it is given up (with a debug line).
+const WRITE_ATTEMPTS: u32 = 6;
+
+/// Runs `write` until it succeeds, is refused for good (a 4xx other than 429: the pod is
+/// gone, or its uid changed), or has failed WRITE_ATTEMPTS times. A pod is reported once,
+/// so one lost write would otherwise leave it Pending or Terminating for ever.
+async fn retrying<T, F, Fut>(what: &str, pod: &str, mut write: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut pause = std::time::Duration::from_millis(100);
+    for attempt in 1..=WRITE_ATTEMPTS {
+        match write().await {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
+                tracing::debug!(pod, code = s.code, "{what}: refused");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(pod, error = %e, attempt, "{what}: failed");
+                if attempt < WRITE_ATTEMPTS {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
             }
         }
     }

@@ -29,7 +29,9 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
         Err(_) => return,
     };
     loop {
-        let terminating: Vec<String> = {
+        // By name and uid: the cache may lag the store, and a namespace deleted and made
+        // again under the same name must not be emptied for its predecessor.
+        let terminating: Vec<(String, String)> = {
             if !cacher.ready().await {
                 return;
             }
@@ -38,12 +40,17 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
                 .0
                 .iter()
                 .filter(|o| meta::deletion_timestamp(&o.value).is_some())
-                .filter_map(|o| meta::name(&o.value).map(str::to_string))
+                .filter_map(|o| {
+                    Some((
+                        meta::name(&o.value)?.to_string(),
+                        meta::uid(&o.value)?.to_string(),
+                    ))
+                })
                 .collect()
         };
         let mut pending = false;
-        for ns in &terminating {
-            match finalize(&registry, &ns_info, ns).await {
+        for (ns, uid) in &terminating {
+            match finalize(&registry, &ns_info, ns, uid).await {
                 Ok(done) => pending |= !done,
                 Err(e) => {
                     debug!(namespace = %ns, error = %e, "namespace not empty yet");
@@ -70,12 +77,26 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Deletes what is left in `ns`; true once the namespace itself is gone.
+/// Whether the stored namespace is the one being deleted: same uid, deletionTimestamp set.
+fn is_terminating(obj: &Value, uid: &str) -> bool {
+    meta::uid(obj) == Some(uid) && meta::deletion_timestamp(obj).is_some()
+}
+
+/// Deletes what is left in `ns` (whose uid is `uid`); true once that namespace is gone.
 async fn finalize(
     registry: &Registry,
     ns_info: &api::ResourceInfo,
     ns: &str,
+    uid: &str,
 ) -> Result<bool, ApiError> {
+    let r = ObjectRef::new(ns_info, None, ns);
+    match registry.read_current(&r.key(), r.target()).await {
+        Ok((current, _)) if is_terminating(&current, uid) => {}
+        // Gone, or a new namespace of that name: nothing left to do for this one.
+        Ok(_) => return Ok(true),
+        Err(e) if e.code == 404 => return Ok(true),
+        Err(e) => return Err(e),
+    }
     let mut remaining = 0usize;
     let infos: Vec<api::ResourceInfo> = registry
         .catalogue
@@ -102,9 +123,11 @@ async fn finalize(
     if remaining > 0 {
         return Ok(false);
     }
-    let r = ObjectRef::new(ns_info, None, ns);
     let result = registry
         .guaranteed_update(r, &Preconditions::default(), false, |mut obj: Value| {
+            if !is_terminating(&obj, uid) {
+                return Ok(Transition::Unchanged(obj));
+            }
             let spec_finalizers: Vec<Value> = obj
                 .pointer("/spec/finalizers")
                 .and_then(Value::as_array)
@@ -128,18 +151,18 @@ async fn finalize(
         })
         .await;
     match result {
-        Ok(obj) => Ok(registry_gone(registry, ns, &obj).await),
+        // Unchanged because a new namespace took the name: this one is gone.
+        Ok(obj) if !is_terminating(&obj, uid) => Ok(true),
+        Ok(_) => Ok(registry_gone(registry, &r, uid).await),
         Err(e) if e.code == 404 => Ok(true),
         Err(e) => Err(e),
     }
 }
 
-async fn registry_gone(registry: &Registry, ns: &str, _last: &Value) -> bool {
-    matches!(
-        registry
-            .store
-            .get(&format!("/registry/namespaces/{ns}"), None)
-            .await,
-        Ok((None, _))
-    )
+/// True when no namespace with this uid is stored any more.
+async fn registry_gone(registry: &Registry, r: &ObjectRef<'_>, uid: &str) -> bool {
+    match registry.read_current(&r.key(), r.target()).await {
+        Ok((obj, _)) => meta::uid(&obj) != Some(uid),
+        Err(e) => e.code == 404,
+    }
 }

@@ -55,6 +55,21 @@ pub struct Kubectl {
     timeout: Duration,
 }
 
+/// How long past its own `--timeout` kubectl is given to report and exit.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// The `--timeout=` kubectl was given in seconds or minutes (`90s`, `2m`), if any.
+fn own_timeout(args: &[&str]) -> Option<Duration> {
+    let value = args.iter().find_map(|a| a.strip_prefix("--timeout="))?;
+    let (digits, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = digits.parse().ok()?;
+    match unit {
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        _ => None,
+    }
+}
+
 impl Kubectl {
     pub fn new(version: &str, kubeconfig: &Path, home: &Path) -> Self {
         Self {
@@ -116,17 +131,20 @@ impl Kubectl {
             let _ = err.read_to_string(&mut s);
             s
         });
+        // kubectl's own `--timeout=` (wait, delete, rollout status) must fire before ours,
+        // so that a slow case fails with kubectl's message, not a kill.
+        let limit = own_timeout(args).map_or(self.timeout, |t| self.timeout.max(t + GRACE));
         let start = Instant::now();
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait for kubectl") {
                 break status;
             }
-            if start.elapsed() > self.timeout {
+            if start.elapsed() > limit {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
                     "kubectl {args:?} did not finish within {:?}\nstderr so far:\n{}",
-                    self.timeout,
+                    limit,
                     err_reader.join().unwrap_or_default()
                 );
             }

@@ -81,10 +81,7 @@ pub(crate) async fn exec_sync(
         status = child.wait() => status,
         _ = tokio::time::sleep(timeout) => {
             timed_out = true;
-            // runc forwards catchable signals only: kill the process itself.
-            if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
+            kill_exec_process(&pid_file, &mut child).await;
             let _ = child.start_kill();
             child.wait().await
         }
@@ -117,6 +114,30 @@ pub(crate) async fn exec_sync(
         stderr,
         timed_out,
     })
+}
+
+/// How long a timed-out exec's runc is given to write the process's pid.
+const PID_WAIT: Duration = Duration::from_secs(5);
+
+/// Kills a timed-out exec's process. runc forwards catchable signals only, so the process
+/// itself is killed; and a timeout that fires while runc is still starting it must wait
+/// for its pid, or killing runc would leave the process running in the container.
+async fn kill_exec_process(pid_file: &Path, child: &mut tokio::process::Child) {
+    let deadline = tokio::time::Instant::now() + PID_WAIT;
+    loop {
+        let pid = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        if let Some(pid) = pid {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            return;
+        }
+        // runc is gone without a pid: the process never started.
+        if !matches!(child.try_wait(), Ok(None)) || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Starts `cmd` with streams wired per `opts`.
