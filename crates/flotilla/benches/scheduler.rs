@@ -31,6 +31,9 @@
 //! "pod wait" is, per pod, from the scheduler's start (https) or the Lease's release
 //! (in-process) to its binding being seen. The anchor is kube-scheduler's CI floor for this
 //! workload, 680 pods/s on a large machine; the goal is 5,000 pods/s on 2 cores.
+//!
+//! The in-process mode also prints the restarted server's peak and final RSS with every pod
+//! bound: the control plane's memory for a cluster of this size.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -113,6 +116,7 @@ fn report_in_process(node_count: usize, pod_count: usize, r: &ModeResult) {
         ms(r.wait(0.99)),
         r.throughput() / GOAL
     );
+    print_memory(r, node_count + pod_count);
 }
 
 /// What one mode measured.
@@ -127,6 +131,32 @@ struct ModeResult {
     scheduler: Option<SchedulerFigures>,
     /// In-process only: SIGTERM of the building server to the restarted one's /readyz.
     restart: Option<Duration>,
+    /// In-process only: the restarted server's peak and final resident memory (KiB), all
+    /// pods bound: the control plane's footprint holding this cluster.
+    memory: Option<(u64, u64)>,
+}
+
+/// `VmHWM` (peak) and `VmRSS` (now) of process `pid`, in KiB.
+fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// The memory line of the in-process server, if it was read.
+fn print_memory(r: &ModeResult, objects: usize) {
+    if let Some((peak, now)) = r.memory {
+        println!(
+            "  in-process server memory, {objects} objects held: peak RSS {:.0} MiB, RSS after the run {:.0} MiB",
+            peak as f64 / 1024.0,
+            now as f64 / 1024.0
+        );
+    }
 }
 
 struct SchedulerFigures {
@@ -365,6 +395,7 @@ async fn https_mode(
             bind_concurrency,
         }),
         restart: None,
+        memory: None,
     })
 }
 
@@ -482,6 +513,7 @@ async fn measure_in_process(
         .await
         .map_err(|_| format!("not every pod was bound within {DEADLINE:?}"))?
         .map_err(|e| e.to_string())??;
+    let memory = server.pid().and_then(memory_kib);
     let (to_first, first_to_last, waits) = summarise(released, &times)?;
     Ok(ModeResult {
         to_first,
@@ -489,6 +521,7 @@ async fn measure_in_process(
         waits,
         scheduler: None,
         restart: Some(restart),
+        memory,
     })
 }
 
@@ -538,6 +571,7 @@ fn report(node_count: usize, pod_count: usize, https: &ModeResult, inp: &ModeRes
     if let Some(r) = inp.restart {
         println!("  in-process: SIGTERM to the restarted server's /readyz {r:.1?}; start = the Lease's release");
     }
+    print_memory(inp, node_count + pod_count);
     if let Some(s) = &https.scheduler {
         let rate = pod_count as f64 / s.elapsed.as_secs_f64();
         println!(

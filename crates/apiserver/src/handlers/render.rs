@@ -112,15 +112,23 @@ pub fn column_definitions(info: &ResourceInfo) -> Value {
 }
 
 /// One object's bytes in `format`: the object, its PartialObjectMetadata, or its Table row.
+fn encode_value(info: &ResourceInfo, obj: &Value, format: Format) -> Bytes {
+    match format.output {
+        Output::Table(m) => to_bytes(&table_row(info, obj, m, format.include)),
+        Output::PartialMetadata(m) => to_bytes(&partial_metadata(obj, m)),
+        Output::Json | Output::Yaml => to_bytes(obj),
+    }
+}
+
+/// As [`encode_value`] for a cached object.
 pub fn encode_item(info: &ResourceInfo, obj: &CachedObject, format: Format) -> Bytes {
     match format.output {
         // Table rows hold ages ("5m", "(2m ago)") computed against the current time, so
         // they are rendered per request; only time-independent encodings are cached.
-        Output::Table(m) => to_bytes(&table_row(info, &obj.value, m, format.include)),
-        Output::PartialMetadata(m) => {
-            obj.encoded(format.slot(), |v| to_bytes(&partial_metadata(v, m)))
-        }
-        Output::Json | Output::Yaml => obj.encoded(format.slot(), to_bytes),
+        Output::Table(_) => encode_value(info, &obj.value(), format),
+        Output::PartialMetadata(_) => obj.encoded(format.slot(), |v| encode_value(info, v, format)),
+        // The cache holds the object as its JSON.
+        Output::Json | Output::Yaml => obj.json().clone(),
     }
 }
 
@@ -174,7 +182,6 @@ fn finish(status: StatusCode, output: Output, json: Vec<u8>) -> Response {
 
 /// One object, in `format`.
 pub fn object(info: &ResourceInfo, obj: &Value, format: Format, status: StatusCode) -> Response {
-    let cached = CachedObject::new(obj.clone());
     let body = match format.output {
         Output::Table(v) => {
             let rv = obj
@@ -182,9 +189,9 @@ pub fn object(info: &ResourceInfo, obj: &Value, format: Format, status: StatusCo
                 .cloned()
                 .unwrap_or(Value::Null);
             let list_meta = json!({"resourceVersion": rv});
-            table_bytes(info, v, &list_meta, &[encode_item(info, &cached, format)])
+            table_bytes(info, v, &list_meta, &[encode_value(info, obj, format)])
         }
-        _ => encode_item(info, &cached, format).to_vec(),
+        _ => encode_value(info, obj, format).to_vec(),
     };
     finish(status, format.output, body)
 }

@@ -375,7 +375,7 @@ pub async fn bind_pod(
 /// and the update falls back to the store.
 fn cached_current(registry: &Registry, pods: &ResourceInfo, key: &str) -> Option<Value> {
     let cacher = registry.cache.cacher(&pods.storage_prefix());
-    cacher.get(key).map(|o| o.value.clone())
+    cacher.get(key).map(|o| o.value())
 }
 
 pub async fn bind(ctx: Ctx, body: Body) -> Result<Response, ApiError> {

@@ -37,13 +37,13 @@ struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, obj: &Value) -> bool {
+    fn matches(&self, obj: &CachedObject) -> bool {
         if let Some(n) = &self.name {
-            if meta::name(obj) != Some(n.as_str()) {
+            if *obj.attrs().name != **n {
                 return false;
             }
         }
-        self.params.labels.matches(obj) && self.params.fields.matches(obj, self.strategy)
+        self.params.matches_cached(obj, self.strategy)
     }
 
     /// The event this watcher sees for `ev`, if any.
@@ -51,8 +51,8 @@ impl Filter {
         if !ev.key.starts_with(&self.prefix) {
             return None;
         }
-        let now = self.matches(&ev.object.value);
-        let before = ev.prev.as_ref().is_some_and(|p| self.matches(&p.value));
+        let now = self.matches(&ev.object);
+        let before = ev.prev.as_ref().is_some_and(|p| self.matches(p));
         match ev.kind {
             EventType::Added => now.then_some((EventType::Added, &ev.object)),
             EventType::Deleted => (before || now).then_some((EventType::Deleted, &ev.object)),
@@ -169,11 +169,12 @@ impl EventWriter {
         let item = render::encode_item(&self.info, obj, self.format);
         match self.format.output {
             Output::Table(v) => {
-                let rv = obj
-                    .value
-                    .pointer("/metadata/resourceVersion")
-                    .cloned()
-                    .unwrap_or(Value::Null);
+                let rv = &obj.attrs().resource_version;
+                let rv = if rv.is_empty() {
+                    Value::Null
+                } else {
+                    Value::String(rv.to_string())
+                };
                 let mut out = Vec::with_capacity(item.len() + self.columns.len() + 128);
                 out.extend_from_slice(br#"{"kind":"Table","apiVersion":""#);
                 out.extend_from_slice(v.api_version().as_bytes());

@@ -117,7 +117,7 @@ async fn objects(
         .lookup("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("the catalogue has no {plural}")))?;
     let list = state.registry.list(info, namespace, params).await?;
-    Ok(list.items.iter().map(|o| o.value.clone()).collect())
+    Ok(list.items.iter().map(|o| o.value()).collect())
 }
 
 impl Shared {

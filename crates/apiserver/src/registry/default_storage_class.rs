@@ -61,7 +61,8 @@ impl Registry {
             return Ok(());
         };
         let classes = self.list(info, None, &ListParams::default()).await?;
-        let Some(name) = default_class(classes.items.iter().map(|c| &c.value)) else {
+        let classes: Vec<Value> = classes.items.iter().map(|c| c.value()).collect();
+        let Some(name) = default_class(classes.iter()) else {
             return Ok(());
         };
         if let Some(spec) = pvc

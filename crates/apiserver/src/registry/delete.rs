@@ -113,9 +113,9 @@ impl Registry {
         let list = self.list(info, namespace, params).await?;
         let mut out = Vec::with_capacity(list.items.len());
         for item in list.items {
-            let name = meta::name(&item.value).unwrap_or_default().to_string();
-            let ns = meta::namespace(&item.value).map(str::to_string);
-            let r = ObjectRef::new(info, ns.as_deref(), &name);
+            let attrs = item.attrs();
+            let ns = Some(&*attrs.namespace).filter(|n| !n.is_empty());
+            let r = ObjectRef::new(info, ns, &attrs.name);
             match self.delete(r, opts).await {
                 Ok(DeleteOutcome::Deleted(v) | DeleteOutcome::Pending(v)) => out.push(v),
                 // Deleted by someone else meanwhile: that is what was asked.

@@ -67,6 +67,25 @@ impl FieldSelector {
             .map(|t| t.value.as_str())
     }
 
+    /// Whether every term is on metadata.name or metadata.namespace, which a cached object
+    /// answers without being decoded.
+    pub fn is_generic(&self) -> bool {
+        self.terms.iter().all(|t| is_generic(&t.field))
+    }
+
+    /// As [`Self::matches`] for a generic selector ([`Self::is_generic`]), from the name
+    /// and namespace alone; other terms never match here.
+    pub fn matches_name(&self, name: &str, namespace: &str) -> bool {
+        self.terms.iter().all(|t| {
+            let actual = match t.field.as_str() {
+                "metadata.name" => name,
+                "metadata.namespace" => namespace,
+                _ => return false,
+            };
+            (actual == t.value) == t.equal
+        })
+    }
+
     pub fn matches(&self, obj: &Value, strategy: &dyn Strategy) -> bool {
         self.terms.iter().all(|t| {
             let actual = match t.field.as_str() {
@@ -119,6 +138,24 @@ mod tests {
         assert_eq!(s.name(), Some("a"));
         let s = FieldSelector::parse("metadata.namespace==other", &Phase).unwrap();
         assert!(!s.matches(&o, &Phase));
+    }
+
+    #[test]
+    fn generic_selectors_match_from_name_and_namespace_alone() {
+        let o = json!({"metadata": {"name": "a", "namespace": "ns"}});
+        for input in [
+            "metadata.name=a",
+            "metadata.name!=a",
+            "metadata.namespace=ns,metadata.name=b",
+            "metadata.namespace!=other",
+            "",
+        ] {
+            let s = FieldSelector::parse(input, &Phase).unwrap();
+            assert!(s.is_generic(), "{input}");
+            assert_eq!(s.matches_name("a", "ns"), s.matches(&o, &Phase), "{input}");
+        }
+        let s = FieldSelector::parse("metadata.name=a,status.phase=Running", &Phase).unwrap();
+        assert!(!s.is_generic());
     }
 
     #[test]

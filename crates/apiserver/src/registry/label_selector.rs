@@ -23,8 +23,8 @@ pub enum Requirement {
 }
 
 impl Requirement {
-    fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    /// Whether labels read through `get` (a key's value, if the object has it) match.
+    fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         match self {
             Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
             Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
@@ -55,7 +55,15 @@ impl LabelSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-        self.requirements.iter().all(|r| r.matches(labels))
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.requirements.iter().all(|r| r.matches(get))
+    }
+
+    /// As [`Self::matches`], for an object the watch cache holds.
+    pub fn matches_attrs(&self, attrs: &crate::watch_cache::Attrs) -> bool {
+        self.requirements
+            .iter()
+            .all(|r| r.matches(|k| attrs.label(k)))
     }
 
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
@@ -242,7 +250,17 @@ mod tests {
         ] {
             let s = LabelSelector::parse(sel).unwrap();
             assert_eq!(s.matches(&o), want, "{sel}");
+            // The watch cache's attributes answer the same as the decoded object.
+            let cached = crate::watch_cache::CachedObject::new(o.clone());
+            assert_eq!(s.matches_attrs(cached.attrs()), want, "cached: {sel}");
         }
+        let unlabelled = crate::watch_cache::CachedObject::new(json!({"metadata": {}}));
+        assert!(LabelSelector::parse("!app")
+            .unwrap()
+            .matches_attrs(unlabelled.attrs()));
+        assert!(!LabelSelector::parse("app")
+            .unwrap()
+            .matches_attrs(unlabelled.attrs()));
     }
 
     #[test]

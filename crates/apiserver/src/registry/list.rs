@@ -48,6 +48,20 @@ impl ListParams {
         self.labels.matches(obj) && self.fields.matches(obj, api::strategy::for_resource(info))
     }
 
+    /// As [`Self::matches`] for a cached object: decoded only for a field selector on a
+    /// kind-specific field (spec.nodeName, involvedObject.name…).
+    pub fn matches_cached(&self, obj: &CachedObject, strategy: &dyn api::Strategy) -> bool {
+        let attrs = obj.attrs();
+        if !self.labels.matches_attrs(attrs) {
+            return false;
+        }
+        if self.fields.is_generic() {
+            self.fields.matches_name(&attrs.name, &attrs.namespace)
+        } else {
+            self.fields.matches(&obj.value(), strategy)
+        }
+    }
+
     fn filtered(&self) -> bool {
         !self.labels.is_empty() || !self.fields.is_empty()
     }
@@ -144,9 +158,10 @@ impl Registry {
             ));
         }
         let (objs, revision) = cacher.snapshot(prefix);
+        let strategy = api::strategy::for_resource(info);
         let items = objs
             .into_iter()
-            .filter(|o| params.matches(&o.value, info))
+            .filter(|o| params.matches_cached(o, strategy))
             .collect();
         Ok(ObjectList {
             items,

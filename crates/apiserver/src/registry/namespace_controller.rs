@@ -39,13 +39,9 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
                 .snapshot(&ns_info.storage_prefix())
                 .0
                 .iter()
-                .filter(|o| meta::deletion_timestamp(&o.value).is_some())
-                .filter_map(|o| {
-                    Some((
-                        meta::name(&o.value)?.to_string(),
-                        meta::uid(&o.value)?.to_string(),
-                    ))
-                })
+                .map(|o| o.value())
+                .filter(|o| meta::deletion_timestamp(o).is_some())
+                .filter_map(|o| Some((meta::name(&o)?.to_string(), meta::uid(&o)?.to_string())))
                 .collect()
         };
         let mut pending = false;

@@ -249,9 +249,7 @@ impl Cacher {
             },
             EventKind::Delete => {
                 st.objects.remove(&event.kv.key);
-                let last: Option<Value> = prev
-                    .clone()
-                    .or_else(|| old.as_ref().map(|o| o.value.clone()));
+                let last: Option<Value> = prev.clone().or_else(|| old.as_ref().map(|o| o.value()));
                 let Some(mut last) = last else {
                     return;
                 };

@@ -1,8 +1,11 @@
-//! One decoded object or change, shared by every watcher and list that reads it.
+//! One object or change, shared by every watcher and list that reads it.
 //!
-//! An object is decoded once when the cache receives it; each time-independent encoding
-//! (plain JSON, PartialObjectMetadata) is serialised at most once per object, however many
-//! watchers send it.
+//! An object is held as its JSON bytes (the plain JSON encoding itself) beside the few
+//! attributes selectors read (name, namespace, labels), not as a decoded tree: a
+//! `serde_json::Value` takes four to six times the bytes of its JSON, since every map
+//! allocates whole B-tree nodes, and the cache holds every object of the cluster. Other
+//! time-independent encodings (PartialObjectMetadata) are serialised at most once per
+//! object, however many watchers send it.
 
 use std::sync::{Arc, OnceLock};
 
@@ -10,30 +13,92 @@ use bytes::Bytes;
 use serde_json::Value;
 use store::Revision;
 
+use crate::registry::meta;
+
 /// How many distinct output encodings an object can be cached in; the handlers map each
 /// output format to one slot below this.
 pub const ENCODING_SLOTS: usize = 12;
 
+/// What selectors read without decoding the object.
+#[derive(Debug, Default)]
+pub struct Attrs {
+    pub name: Box<str>,
+    pub namespace: Box<str>,
+    pub resource_version: Box<str>,
+    /// Sorted by key.
+    labels: Box<[(Box<str>, Box<str>)]>,
+}
+
+impl Attrs {
+    fn of(value: &Value) -> Self {
+        let mut labels: Vec<(Box<str>, Box<str>)> = value
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str().into(), v.as_str()?.into())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Self {
+            name: meta::name(value).unwrap_or_default().into(),
+            namespace: meta::namespace(value).unwrap_or_default().into(),
+            resource_version: meta::resource_version(value).unwrap_or_default().into(),
+            labels: labels.into_boxed_slice(),
+        }
+    }
+
+    /// The value of label `key`, if the object has it.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.labels[i].1)
+    }
+}
+
 /// An object as the cache holds it, with lazily filled encodings.
 #[derive(Debug)]
 pub struct CachedObject {
-    pub value: Value,
-    encodings: [OnceLock<Bytes>; ENCODING_SLOTS],
+    /// The object as JSON, resourceVersion included.
+    json: Bytes,
+    attrs: Attrs,
+    /// Allocated on the first encoding other than plain JSON: most objects never need one.
+    encodings: OnceLock<Box<[OnceLock<Bytes>; ENCODING_SLOTS]>>,
 }
 
 impl CachedObject {
     pub fn new(value: Value) -> Arc<Self> {
         Arc::new(Self {
-            value,
-            encodings: Default::default(),
+            attrs: Attrs::of(&value),
+            // A Value always serialises; the empty fallback is unreachable.
+            json: Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
+            encodings: OnceLock::new(),
         })
+    }
+
+    /// The object decoded: a fresh tree, for the callers that need more than [`Self::attrs`].
+    pub fn value(&self) -> Value {
+        // The bytes were serialised from a Value above, so they always parse.
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The object's plain JSON encoding.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    pub fn attrs(&self) -> &Attrs {
+        &self.attrs
     }
 
     /// The object in encoding `slot`, computed by `encode` the first time it is asked for.
     pub fn encoded(&self, slot: usize, encode: impl FnOnce(&Value) -> Bytes) -> Bytes {
-        match self.encodings.get(slot) {
-            Some(cell) => cell.get_or_init(|| encode(&self.value)).clone(),
-            None => encode(&self.value),
+        let cells = self.encodings.get_or_init(Default::default);
+        match cells.get(slot) {
+            Some(cell) => cell.get_or_init(|| encode(&self.value())).clone(),
+            None => encode(&self.value()),
         }
     }
 }
@@ -98,7 +163,7 @@ impl WatchEvent {
                 (kind, obj)
             }
             store::EventKind::Delete => {
-                let mut last = prev.as_ref()?.value.clone();
+                let mut last = prev.as_ref()?.value();
                 meta::set_resource_version(&mut last, event.revision());
                 (EventType::Deleted, CachedObject::new(last))
             }

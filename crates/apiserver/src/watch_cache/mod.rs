@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use store::Store;
 
 pub use cacher::{Cacher, Subscription, TooOld};
-pub use event::{CacheMessage, CachedObject, EventType, WatchEvent, ENCODING_SLOTS};
+pub use event::{Attrs, CacheMessage, CachedObject, EventType, WatchEvent, ENCODING_SLOTS};
 
 /// Sizing of every per-resource cache.
 #[derive(Debug, Clone)]

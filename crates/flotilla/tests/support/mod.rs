@@ -207,6 +207,12 @@ impl Server {
         self.addr.port()
     }
 
+    /// The server process's pid, while it runs.
+    #[allow(dead_code)] // Not every test crate that includes this module reads it.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ProcessGroup::pid)
+    }
+
     pub fn kubeconfig(&self) -> PathBuf {
         self.data_dir.join("admin.kubeconfig")
     }
