@@ -170,15 +170,10 @@ pub async fn run_with(
     )
     .default_backoff()
     .for_each(|_| futures::future::ready(()));
-    let (pod_store, pod_writer) = reflector::store();
-    let pod_reflector =
-        reflector::reflector(pod_writer, informers.pods()).for_each(|_| futures::future::ready(()));
-
-    let (node_store, node_writer) = reflector::store();
-    let node_controller = Controller::for_stream(
-        reflector::reflector(node_writer, informers.nodes()).applied_objects(),
-        node_store.clone(),
-    );
+    let pod_store = informers.pod_store();
+    let node_store = informers.node_store();
+    let node_controller =
+        Controller::for_stream(informers.nodes().applied_objects(), node_store.clone());
     let ctx = Arc::new(Context {
         nodes: node_store,
         recorder: EventRecorder::for_component(client.clone(), "node-controller", None),
@@ -224,7 +219,6 @@ pub async fn run_with(
     tokio::select! {
         _ = shutdown => Ok(()),
         _ = lease_reflector => Err(Error::WatchEnded("lease")),
-        _ = pod_reflector => Err(Error::WatchEnded("pod")),
         _ = controller => Err(Error::WatchEnded("node")),
     }
 }

@@ -23,7 +23,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 
@@ -244,11 +244,8 @@ pub async fn run_with(
 ) -> Result<(), Error> {
     let set = config.cidr_set()?;
     let client = informers.client().clone();
-    let (nodes, writer) = reflector::store();
-    let controller = Controller::for_stream(
-        reflector::reflector(writer, informers.nodes()).applied_objects(),
-        nodes.clone(),
-    );
+    let nodes = informers.node_store();
+    let controller = Controller::for_stream(informers.nodes().applied_objects(), nodes.clone());
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
         client,

@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
@@ -138,7 +138,7 @@ pub async fn run(
         watcher::Config::default(),
     );
     let store = controller.store();
-    let (pods, pods_writer) = reflector::store();
+    let pods = informers.pod_store();
     let expectations: Arc<Mutex<HashMap<ObjectRef<ReplicaSet>, Expectations>>> = Arc::default();
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),
@@ -148,9 +148,11 @@ pub async fn run(
         pods,
         expectations: expectations.clone(),
     });
-    // The reflector updates the cache before an event goes on, so by the time an event
-    // triggers a sync, the cache and the expectations both reflect it.
-    let pod_events = reflector::reflector(pods_writer, informers.pods())
+    // The informer updates the shared pod store before it hands an event on, and the
+    // expectations are observed here before the event triggers a sync: by then both
+    // reflect it.
+    let pod_events = informers
+        .pods()
         .inspect(move |ev| {
             if let Ok(ev) = ev {
                 observe_pod_event(&expectations, ev);
