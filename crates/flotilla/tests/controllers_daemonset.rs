@@ -319,7 +319,9 @@ async fn daemon_set_runs_one_pod_per_eligible_node() {
     let keep = by_node["dsn-node-0"].name_any();
     let mut extra = by_node["dsn-node-0"].clone();
     extra.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        name: Some("agent-extra".into()),
+        // Created in the same second as the original, the two tie on age and the name
+        // decides, as upstream's ordering does: this one sorts after any generated name.
+        name: Some("agent-zzzzz-extra".into()),
         namespace: Some(NS.into()),
         labels: extra.metadata.labels.clone(),
         owner_references: extra.metadata.owner_references.clone(),

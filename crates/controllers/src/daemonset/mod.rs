@@ -17,7 +17,10 @@
 //!
 //! Every sync lists the namespace's pods from the API (a consistent read), so no creation
 //! expectations are needed; a sync that created or deleted pods leaves the rolling update
-//! to the next sync, which sees the result.
+//! to the next sync, which sees the result. Nodes, which this controller never writes, are
+//! read from the informers' shared node store (a list of every node per sync cost a
+//! cluster of 5,000 nodes about 10 MB of JSON); the store shows a node change before the
+//! change triggers a sync, and no sync runs before the store has its first list.
 
 pub mod logic;
 
@@ -80,6 +83,7 @@ struct Context {
     /// Consecutive failed syncs per DaemonSet, for the exponential retry back-off.
     backoff: RetryBackoff<DaemonSet>,
     failed_pods: Mutex<FailedPodBackoff>,
+    nodes: Store<Node>,
 }
 
 /// Runs the controller on the controller manager's `informers` until `shutdown` completes.
@@ -98,7 +102,12 @@ pub async fn run(
         client: client.clone(),
         backoff: RetryBackoff::new(),
         failed_pods: Mutex::new(FailedPodBackoff::default()),
+        nodes: informers.node_store(),
     });
+    // An empty store would make every node ineligible, and every daemon pod surplus.
+    if ctx.nodes.wait_until_ready().await.is_err() {
+        return Ok(());
+    }
     let pods_store = store.clone();
     let nodes_store = store;
     let controller = controller
@@ -237,11 +246,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     if ds.spec.is_none() {
         return Ok(Action::await_change());
     }
-    let nodes = Api::<Node>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let eligible: BTreeMap<String, Eligibility> = nodes
+    let eligible: BTreeMap<String, Eligibility> = ctx
+        .nodes
+        .state()
         .iter()
         .map(|n| (n.name_any(), logic::node_eligibility(&ds, n)))
         .collect();
