@@ -1,11 +1,11 @@
 //! One object or change, shared by every watcher and list that reads it.
 //!
 //! An object is held as its JSON bytes (the plain JSON encoding itself) beside the few
-//! attributes selectors read (name, namespace, labels), not as a decoded tree: a
-//! `serde_json::Value` takes four to six times the bytes of its JSON, since every map
-//! allocates whole B-tree nodes, and the cache holds every object of the cluster. Other
-//! time-independent encodings (PartialObjectMetadata) are serialised at most once per
-//! object, however many watchers send it.
+//! attributes selectors and Table watches read (name, namespace, labels, resourceVersion),
+//! not as a decoded tree: a `serde_json::Value` takes four to six times the bytes of its
+//! JSON, since every map allocates whole B-tree nodes, and the cache holds every object of
+//! the cluster. Other time-independent encodings (PartialObjectMetadata) are serialised at
+//! most once per object, however many watchers send it.
 
 use std::sync::{Arc, OnceLock};
 
