@@ -33,7 +33,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// An event as the informer fans it out: the objects shared with the store.
 enum Shared<K> {
@@ -78,7 +78,10 @@ where
     store: Store<K>,
     /// The objects of a (re)list in progress, since its `Init`.
     listing: Option<Vec<Arc<K>>>,
-    synced: bool,
+    /// True from the first `InitDone` on. A watch channel, not the store's own readiness:
+    /// kube-runtime's `Store::wait_until_ready` keeps one waker, so of several tasks
+    /// waiting on one shared store only the last to poll would ever wake.
+    synced: watch::Sender<bool>,
     subscribers: Vec<mpsc::UnboundedSender<Shared<K>>>,
 }
 
@@ -93,7 +96,7 @@ where
             store: writer.as_reader(),
             writer,
             listing: None,
-            synced: false,
+            synced: watch::channel(false).0,
             subscribers: Vec::new(),
         }
     }
@@ -113,7 +116,8 @@ where
             }
             Event::InitDone => {
                 self.listing = None;
-                self.synced = true;
+                // After the store's own readiness, which a waiter on this then finds set.
+                self.synced.send_replace(true);
                 Shared::InitDone
             }
             // The store's own Arc, so the queues hold no second copy.
@@ -129,7 +133,7 @@ where
 
     /// What a subscriber joining now must see first to be where the others are.
     fn replay(&self) -> Vec<Shared<K>> {
-        match (&self.listing, self.synced) {
+        match (&self.listing, *self.synced.borrow()) {
             // A list in progress: its start, then the rest arrives live.
             (Some(listed), _) => std::iter::once(Shared::Init)
                 .chain(listed.iter().cloned().map(Shared::InitApply))
@@ -142,6 +146,20 @@ where
             (None, false) => Vec::new(),
         }
     }
+}
+
+/// The store of `state` once its first list is in.
+async fn synced_store<K>(state: &Mutex<State<K>>) -> Option<Store<K>>
+where
+    K: Lookup + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default,
+{
+    let (mut synced, store) = {
+        let state = state.lock().ok()?;
+        (state.synced.subscribe(), state.store.clone())
+    };
+    synced.wait_for(|s| *s).await.ok()?;
+    Some(store)
 }
 
 /// One watch of one kind, shared by its subscribers.
@@ -207,9 +225,11 @@ where
             .boxed()
     }
 
-    /// The objects as the informer knows them; ready once the first list is in.
-    pub fn store(&self) -> Option<Store<K>> {
-        self.state.lock().ok().map(|s| s.store.clone())
+    /// The objects as the informer knows them, once its first list is in (so that no
+    /// caller ever waits on the store's own readiness; see [`State::synced`]). None if the
+    /// informer stopped first.
+    pub async fn synced_store(&self) -> Option<Store<K>> {
+        synced_store(&self.state).await
     }
 }
 
@@ -254,26 +274,30 @@ impl Informers {
         self.node_informer().subscribe()
     }
 
-    /// Every pod, in the one store the pod subscribers share (instead of a copy each).
-    pub fn pod_store(&self) -> Store<Pod> {
-        shared_store(self.pod_informer())
+    /// Every pod, in the one store the pod subscribers share (instead of a copy each),
+    /// once it has its first list.
+    pub async fn pod_store(&self) -> Store<Pod> {
+        shared_store(self.pod_informer()).await
     }
 
-    /// Every node, in the one store the node subscribers share.
-    pub fn node_store(&self) -> Store<Node> {
-        shared_store(self.node_informer())
+    /// Every node, in the one store the node subscribers share, once it has its first list.
+    pub async fn node_store(&self) -> Store<Node> {
+        shared_store(self.node_informer()).await
     }
 }
 
-/// The informer's store; a store that never becomes ready if its lock was poisoned (a
-/// panic while publishing), so that its readers wait rather than act on nothing.
-fn shared_store<K>(informer: &SharedInformer<K>) -> Store<K>
+/// The informer's synced store. An informer that stopped first (a panic while publishing)
+/// yields none, and its readers wait rather than act on an empty view.
+async fn shared_store<K>(informer: &SharedInformer<K>) -> Store<K>
 where
     K: Resource + Lookup + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     <K as Resource>::DynamicType: Default,
     <K as Lookup>::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
 {
-    informer.store().unwrap_or_else(|| reflector::store().0)
+    match informer.synced_store().await {
+        Some(store) => store,
+        None => std::future::pending().await,
+    }
 }
 
 impl Debug for Informers {
@@ -284,6 +308,8 @@ impl Debug for Informers {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use kube::api::ObjectMeta;
     use kube::ResourceExt;
@@ -352,6 +378,38 @@ mod tests {
         s.apply(Event::Delete(pod("a", "2")));
         assert!(s.subscribers.is_empty());
         assert!(s.store.state().is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_task_waiting_for_the_shared_store_wakes_when_it_is_listed() {
+        let state = Arc::new(Mutex::new(state()));
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let store = synced_store(&state).await.expect("a store");
+                    // Already ready: the store's own readiness is never waited on.
+                    tokio::time::timeout(Duration::from_secs(5), store.wait_until_ready())
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        for e in [
+            Event::Init,
+            Event::InitApply(pod("a", "1")),
+            Event::InitDone,
+        ] {
+            state.lock().unwrap().apply(e);
+        }
+        for w in waiters {
+            let woke = tokio::time::timeout(Duration::from_secs(5), w).await;
+            assert!(
+                matches!(woke, Ok(Ok(true))),
+                "a waiter never woke: {woke:?}"
+            );
+        }
     }
 
     #[test]

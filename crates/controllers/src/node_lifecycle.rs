@@ -170,8 +170,8 @@ pub async fn run_with(
     )
     .default_backoff()
     .for_each(|_| futures::future::ready(()));
-    let pod_store = informers.pod_store();
-    let node_store = informers.node_store();
+    let pod_store = informers.pod_store().await;
+    let node_store = informers.node_store().await;
     let node_controller =
         Controller::for_stream(informers.nodes().applied_objects(), node_store.clone());
     let ctx = Arc::new(Context {

@@ -244,7 +244,7 @@ pub async fn run_with(
 ) -> Result<(), Error> {
     let set = config.cidr_set()?;
     let client = informers.client().clone();
-    let nodes = informers.node_store();
+    let nodes = informers.node_store().await;
     let controller = Controller::for_stream(informers.nodes().applied_objects(), nodes.clone());
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),

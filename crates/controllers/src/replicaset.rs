@@ -138,7 +138,7 @@ pub async fn run(
         watcher::Config::default(),
     );
     let store = controller.store();
-    let pods = informers.pod_store();
+    let pods = informers.pod_store().await;
     let expectations: Arc<Mutex<HashMap<ObjectRef<ReplicaSet>, Expectations>>> = Arc::default();
     let ctx = Arc::new(Context {
         recorder: EventRecorder::for_component(client.clone(), COMPONENT, None),

@@ -102,12 +102,9 @@ pub async fn run(
         client: client.clone(),
         backoff: RetryBackoff::new(),
         failed_pods: Mutex::new(FailedPodBackoff::default()),
-        nodes: informers.node_store(),
+        // Only once listed: an empty store would make every daemon pod surplus.
+        nodes: informers.node_store().await,
     });
-    // An empty store would make every node ineligible, and every daemon pod surplus.
-    if ctx.nodes.wait_until_ready().await.is_err() {
-        return Ok(());
-    }
     let pods_store = store.clone();
     let nodes_store = store;
     let controller = controller
