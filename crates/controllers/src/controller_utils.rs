@@ -11,6 +11,28 @@ use kube::{Resource, ResourceExt};
 
 /// The owner reference that makes `owner` the controller of what it creates (and lets
 /// foreground deletion of the owner wait for it: blockOwnerDeletion).
+/// How often [`store_ready`] looks again.
+const READY_REPOLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waits until `store` has its first list; false if its writer went away first.
+///
+/// kube-runtime's `Store::wait_until_ready` keeps a single waker: when a second task waits
+/// on the same store (the `Controller` runner waits on its own primary store), only the
+/// last to poll is woken. Polling again every 250 ms makes a waiter that lost its waker see
+/// the readiness all the same.
+pub async fn store_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(READY_REPOLL, store.wait_until_ready()).await {
+            Ok(ready) => return ready.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
 pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
     OwnerReference {
         controller: Some(true),
@@ -133,6 +155,27 @@ mod tests {
     use super::*;
     use k8s_openapi::api::batch::v1::Job;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn a_store_waiter_wakes_even_when_another_took_the_stores_waker() {
+        let (store, mut writer) = kube::runtime::reflector::store::<Job>();
+        let ours = {
+            let store = store.clone();
+            tokio::spawn(async move { store_ready(&store).await })
+        };
+        tokio::task::yield_now().await;
+        // A second waiter polls after ours: kube-runtime keeps only its waker.
+        let theirs = {
+            let store = store.clone();
+            tokio::spawn(async move { store.wait_until_ready().await.is_ok() })
+        };
+        tokio::task::yield_now().await;
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(5), ours).await;
+        assert!(matches!(woke, Ok(Ok(true))), "{woke:?}");
+        theirs.abort();
+    }
 
     fn job() -> Job {
         serde_json::from_value(json!({"metadata": {"name": "pi", "namespace": "ns",

@@ -116,7 +116,8 @@ async fn release_orphaned_pods(
     jobs: Store<Job>,
     pod_events: futures::stream::BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>,
 ) {
-    if jobs.wait_until_ready().await.is_err() {
+    // The Job controller's runner waits on this store too.
+    if !crate::controller_utils::store_ready(&jobs).await {
         return;
     }
     let mut pods = std::pin::pin!(pod_events.applied_objects());

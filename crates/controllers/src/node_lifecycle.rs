@@ -188,13 +188,9 @@ pub async fn run_with(
     });
 
     let controller = async move {
-        // Judge no node before the Leases and pods are known: an empty store would make
-        // every node look silent.
-        let ready = async {
-            let _ = lease_store.wait_until_ready().await;
-            let _ = pod_store.wait_until_ready().await;
-        };
-        ready.await;
+        // Judge no node before the Leases and pods are known (the shared pod store is
+        // handed out listed): an empty store would make every node look silent.
+        let _ = lease_store.wait_until_ready().await;
         tracing::info!("node lifecycle controller started");
         node_controller
             .watches(leases_api, watcher::Config::default(), |lease: Lease| {
