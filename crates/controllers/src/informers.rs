@@ -226,10 +226,14 @@ where
     }
 
     /// The objects as the informer knows them, once its first list is in (so that no
-    /// caller ever waits on the store's own readiness; see [`State::synced`]). None if the
-    /// informer stopped first.
-    pub async fn synced_store(&self) -> Option<Store<K>> {
-        synced_store(&self.state).await
+    /// caller ever waits on the store's own readiness; see [`State::synced`]). An informer
+    /// that stopped first (a panic while publishing) never yields one: its readers wait
+    /// rather than act on an empty view.
+    pub async fn store(&self) -> Store<K> {
+        match synced_store(&self.state).await {
+            Some(store) => store,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -277,26 +281,12 @@ impl Informers {
     /// Every pod, in the one store the pod subscribers share (instead of a copy each),
     /// once it has its first list.
     pub async fn pod_store(&self) -> Store<Pod> {
-        shared_store(self.pod_informer()).await
+        self.pod_informer().store().await
     }
 
     /// Every node, in the one store the node subscribers share, once it has its first list.
     pub async fn node_store(&self) -> Store<Node> {
-        shared_store(self.node_informer()).await
-    }
-}
-
-/// The informer's synced store. An informer that stopped first (a panic while publishing)
-/// yields none, and its readers wait rather than act on an empty view.
-async fn shared_store<K>(informer: &SharedInformer<K>) -> Store<K>
-where
-    K: Resource + Lookup + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    <K as Resource>::DynamicType: Default,
-    <K as Lookup>::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
-{
-    match informer.synced_store().await {
-        Some(store) => store,
-        None => std::future::pending().await,
+        self.node_informer().store().await
     }
 }
 
