@@ -120,8 +120,9 @@ impl Agent {
             let containers = Some(rt.containers.clone());
             let recorder = recorder.clone();
             let rx = stop_rx.clone();
+            let gc = config.image_gc;
             tasks.spawn(async move {
-                node::run(client, facts, images, containers, recorder, stopped(rx))
+                node::run(client, facts, images, containers, gc, recorder, stopped(rx))
                     .await
                     .map_err(AgentError::from)
             });
@@ -204,6 +205,7 @@ fn validate(config: &AgentConfig) -> Result<(), AgentError> {
             config.bridge
         )));
     }
+    config.image_gc.validate().map_err(AgentError::Config)?;
     if config.max_pods == 0 {
         return Err(AgentError::Config("max pods must be at least 1".into()));
     }
@@ -227,6 +229,7 @@ async fn node_facts(config: &AgentConfig, port: u16) -> NodeFacts {
         cni_bin_dir: config.cni_bin_dir.clone(),
         runtime_version: machine::runtime_version(&config.runtime_binary).await,
         system,
+        eviction: config.eviction_hard,
     }
 }
 

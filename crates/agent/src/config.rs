@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
+pub use crate::node::eviction::EvictionThresholds;
+pub use crate::node::image_gc::ImageGcPolicy;
+
 /// The CN of the client certificate the API server presents to nodes; the node server
 /// accepts nothing else.
 pub const DEFAULT_NODE_CLIENT_CN: &str = "flotilla-apiserver-node-client";
@@ -53,6 +56,12 @@ pub struct AgentConfig {
     pub control_plane: bool,
     /// The CN of the API server's client certificate the node server accepts.
     pub node_client_cn: String,
+    /// `--eviction-hard`: when the pressure conditions turn True, and what allocatable
+    /// keeps back.
+    pub eviction_hard: EvictionThresholds,
+    /// `--image-gc-high-threshold` / `--image-gc-low-threshold`: disk usage percentages
+    /// that start image garbage collection and where it stops; 100 turns it off.
+    pub image_gc: ImageGcPolicy,
 }
 
 impl Default for AgentConfig {
@@ -81,6 +90,8 @@ impl Default for AgentConfig {
             node_labels: BTreeMap::new(),
             control_plane: false,
             node_client_cn: DEFAULT_NODE_CLIENT_CN.into(),
+            eviction_hard: EvictionThresholds::default(),
+            image_gc: ImageGcPolicy::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use agent::agent::Agent;
-use agent::config::AgentConfig;
+use agent::config::{AgentConfig, EvictionThresholds, ImageGcPolicy};
 use agent::node::bootstrap::{self, JoinToken};
 use anyhow::Context;
 use clap::Args;
@@ -76,11 +76,43 @@ pub struct AgentOptions {
     /// A label for the Node, `KEY=VALUE`; repeatable.
     #[arg(long = "node-label", value_name = "KEY=VALUE")]
     pub node_labels: Vec<String>,
+    /// Hard eviction thresholds, as the kubelet's: `SIGNAL<QUANTITY` or `SIGNAL<PERCENT%`,
+    /// comma-separated, for memory.available, nodefs.available, imagefs.available (the
+    /// same disk here) and pid.available. A pressure condition turns True below its
+    /// threshold; allocatable keeps the thresholds back. Signals left out are not watched.
+    #[arg(
+        long,
+        value_name = "THRESHOLDS",
+        default_value = "memory.available<100Mi,nodefs.available<10%,pid.available<10%",
+        value_parser = parse_eviction
+    )]
+    pub eviction_hard: EvictionThresholds,
+    /// Disk usage percentage above which unused images are removed; 100 turns image
+    /// garbage collection off.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub image_gc_high_threshold: u64,
+    /// Disk usage percentage image garbage collection frees down to.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub image_gc_low_threshold: u64,
+    /// How long an image must have gone unused before garbage collection may remove it,
+    /// in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub minimum_image_ttl_seconds: u64,
+}
+
+fn parse_eviction(s: &str) -> Result<EvictionThresholds, String> {
+    EvictionThresholds::parse(s).map_err(|e| e.to_string())
 }
 
 impl AgentOptions {
     pub fn config(&self, data_dir: PathBuf) -> anyhow::Result<AgentConfig> {
         let defaults = AgentConfig::default();
+        let image_gc = ImageGcPolicy {
+            high_percent: self.image_gc_high_threshold,
+            low_percent: self.image_gc_low_threshold,
+            min_age: std::time::Duration::from_secs(self.minimum_image_ttl_seconds),
+        };
+        image_gc.validate().map_err(anyhow::Error::msg)?;
         Ok(AgentConfig {
             node_name: self.node_name.clone().unwrap_or(defaults.node_name),
             node_ip: self.node_ip.unwrap_or(defaults.node_ip),
@@ -105,6 +137,8 @@ impl AgentOptions {
             node_labels: parse_labels(&self.node_labels)?,
             control_plane: false,
             node_client_cn: defaults.node_client_cn,
+            eviction_hard: self.eviction_hard,
+            image_gc,
         })
     }
 }
@@ -319,6 +353,49 @@ mod tests {
         assert_eq!(c.service_cidr, "10.43.0.0/16");
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/flotilla"));
         assert_eq!(c.runtime_binary, PathBuf::from("/usr/sbin/runc"));
+        assert_eq!(c.eviction_hard, EvictionThresholds::default());
+        assert_eq!(c.image_gc, ImageGcPolicy::default());
+    }
+
+    #[test]
+    fn eviction_and_image_gc_flags_are_the_kubelets() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["agent", "--server", "https://x:6443", "--token", "t"];
+            argv.extend_from_slice(extra);
+            Wrapper::try_parse_from(argv)
+        };
+        let w = parse(&[
+            "--eviction-hard",
+            "memory.available<1Gi,nodefs.available<5%",
+            "--image-gc-high-threshold",
+            "100",
+            "--image-gc-low-threshold",
+            "90",
+            "--minimum-image-ttl-seconds",
+            "0",
+        ])
+        .unwrap();
+        let c = w.args.options.config(w.args.data_dir.clone()).unwrap();
+        assert_eq!(
+            c.eviction_hard,
+            EvictionThresholds::parse("memory.available<1Gi,nodefs.available<5%").unwrap()
+        );
+        assert_eq!(c.image_gc.high_percent, 100);
+        assert_eq!(c.image_gc.min_age, std::time::Duration::ZERO);
+        for bad in [
+            &["--eviction-hard", "disk<1%"][..],
+            &["--eviction-hard", "nodefs.available<101%"],
+            &["--image-gc-high-threshold", "101"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let w = parse(&[
+            "--image-gc-high-threshold=70",
+            "--image-gc-low-threshold=80",
+        ])
+        .unwrap();
+        let e = w.args.options.config(w.args.data_dir.clone()).unwrap_err();
+        assert!(e.to_string().contains("above the high threshold"), "{e}");
     }
 
     #[test]

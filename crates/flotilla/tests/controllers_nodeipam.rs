@@ -67,6 +67,7 @@ fn agent_facts(name: &str, data_dir: &std::path::Path) -> agent::node::registrat
         cni_bin_dir: "/usr/lib/cni".into(),
         runtime_version: "runc://test".into(),
         system: agent::node::machine::system_info(),
+        eviction: Default::default(),
     }
 }
 

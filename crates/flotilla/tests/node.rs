@@ -83,9 +83,35 @@ fn get_nodes_row(cluster: &Cluster, version: &str) -> Vec<String> {
     row.split_whitespace().map(str::to_string).collect()
 }
 
+/// Percent of the filesystem holding `dir` that is free, as `df` reports it.
+fn free_percent(dir: &std::path::Path) -> f64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=size,avail"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let figures: Vec<f64> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("df printed {text:?}"))
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    figures[1] * 100.0 / figures[0]
+}
+
 #[test]
 fn a_joined_node_registers_ready_renews_its_lease_and_survives_an_agent_kill() {
-    let mut cluster = Cluster::start();
+    // The host's disk may be nearly full (CI's often is): judge it against a threshold well
+    // under its free share, so that the condition reflects the flag, not the machine.
+    let nodefs = (free_percent(&std::env::temp_dir()) / 2.0).floor();
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        agent_args: vec![format!(
+            "--eviction-hard=memory.available<100Mi,nodefs.available<{nodefs}%,pid.available<10%"
+        )],
+        ..ClusterOptions::default()
+    });
     let node = cluster.wait_node_ready(Duration::from_secs(5));
 
     // Capacity from the machine; allocatable a little less.
@@ -313,6 +339,35 @@ fn the_servers_own_agent_registers_a_control_plane_node() {
         "{status:?}\n{}",
         cluster.agent_log()
     );
+}
+
+#[test]
+fn pressure_conditions_follow_the_eviction_thresholds() {
+    // Thresholds no machine can meet: every pressure is on, and allocatable keeps it all.
+    let cluster = Cluster::start_with(ClusterOptions {
+        agent: AgentMode::InProcess,
+        agent_args: vec![
+            "--eviction-hard=memory.available<100Ti,nodefs.available<100%,pid.available<100%"
+                .into(),
+        ],
+        ..ClusterOptions::default()
+    });
+    let node = cluster.wait_node_ready(Duration::from_secs(5));
+    for (t, reason) in [
+        ("MemoryPressure", "KubeletHasInsufficientMemory"),
+        ("DiskPressure", "KubeletHasDiskPressure"),
+        ("PIDPressure", "KubeletHasInsufficientPID"),
+    ] {
+        let c = node_condition(&node, t).unwrap_or_else(|| panic!("no {t} in {node}"));
+        assert_eq!(c["status"], "True", "{c}");
+        assert_eq!(c["reason"], reason, "{c}");
+    }
+    let st = &node["status"];
+    assert_eq!(st["allocatable"]["memory"], "0Ki", "{st}");
+    assert_eq!(st["allocatable"]["ephemeral-storage"], "0", "{st}");
+    assert!(quantity_number(&st["capacity"]["memory"]) > 0);
+    // Pressure is not readiness: the kubelet evicts, it does not go NotReady.
+    assert_eq!(node_condition(&node, "Ready").unwrap()["status"], "True");
 }
 
 #[test]

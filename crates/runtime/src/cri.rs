@@ -129,9 +129,15 @@ pub trait ImageService: Send + Sync {
     async fn list_images(&self) -> Result<Vec<Image>>;
     /// Removes an image by reference or ID; its layers go when no image uses them.
     async fn remove_image(&self, reference: &str) -> Result<()>;
-    /// Removes images not in `in_use` (references or IDs), least recently used first,
-    /// until at least `bytes_to_free` bytes are freed. Returns the bytes freed.
-    async fn garbage_collect(&self, in_use: &[String], bytes_to_free: u64) -> Result<u64>;
+    /// Removes images not in `in_use` (references or IDs) and not used for `min_age`, least
+    /// recently used first, until at least `bytes_to_free` bytes are freed. Returns the
+    /// bytes freed. The age spares an image pulled for a container not yet created.
+    async fn garbage_collect(
+        &self,
+        in_use: &[String],
+        bytes_to_free: u64,
+        min_age: std::time::Duration,
+    ) -> Result<u64>;
 }
 
 // ---------------------------------------------------------------------------------------

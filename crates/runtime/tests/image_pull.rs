@@ -425,9 +425,17 @@ async fn remove_and_garbage_collect_keep_shared_layers() {
     assert!(img_b.layers[0].exists(), "shared base layer removed with b");
     s.remove_image("example.test/b:1").await.unwrap();
 
+    // Images used within the minimum age are spared, in use or not.
+    let freed = s
+        .garbage_collect(&[], u64::MAX, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(freed, 0);
+    assert_eq!(s.list_images().await.unwrap().len(), 2);
+
     // a is in use; c is the only candidate and goes, a stays untouched.
     let freed = s
-        .garbage_collect(&["example.test/a:1".to_string()], u64::MAX)
+        .garbage_collect(&["example.test/a:1".to_string()], u64::MAX, Duration::ZERO)
         .await
         .unwrap();
     assert!(
@@ -440,7 +448,7 @@ async fn remove_and_garbage_collect_keep_shared_layers() {
     assert_eq!(s.list_images().await.unwrap().len(), 1);
 
     // Nothing in use: a goes, and with it the last layer and every blob.
-    let freed = s.garbage_collect(&[], 1).await.unwrap();
+    let freed = s.garbage_collect(&[], 1, Duration::ZERO).await.unwrap();
     assert_eq!(freed, img_a.size);
     assert_eq!(layer_dirs(dir.path()), 0);
     assert_eq!(
@@ -449,7 +457,7 @@ async fn remove_and_garbage_collect_keep_shared_layers() {
             .count(),
         0
     );
-    assert_eq!(s.garbage_collect(&[], 1).await.unwrap(), 0);
+    assert_eq!(s.garbage_collect(&[], 1, Duration::ZERO).await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -469,7 +477,7 @@ async fn garbage_collection_sweeps_what_failed_pulls_left() {
     std::fs::write(&orphan_blob, b"partial pull").unwrap();
 
     let freed = s
-        .garbage_collect(&["example.test/kept:1".to_string()], 0)
+        .garbage_collect(&["example.test/kept:1".to_string()], 0, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(freed, 1000);
@@ -504,7 +512,11 @@ async fn another_process_imports_and_removes_under_a_running_store() {
     assert_eq!(agent.list_images().await.unwrap().len(), 1);
     // The agent's garbage collection must not sweep the other process's layers.
     agent
-        .garbage_collect(&["example.test/side:1".to_string()], u64::MAX)
+        .garbage_collect(
+            &["example.test/side:1".to_string()],
+            u64::MAX,
+            Duration::ZERO,
+        )
         .await
         .unwrap();
     assert!(imported.layers[0].join("bin/busybox").exists());

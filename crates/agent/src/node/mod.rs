@@ -3,13 +3,14 @@
 //!
 //! - [`registration`]: builds the Node from the machine ([`machine`]) and creates it, or
 //!   reconciles it after a restart;
-//! - [`status`]: the conditions (Ready and the three pressures) from real checks, patched
-//!   into `nodes/status` every [`STATUS_INTERVAL`];
+//! - [`status`]: the conditions (Ready and the three pressures) from real checks against
+//!   the [`eviction`] thresholds, patched into `nodes/status` every [`STATUS_INTERVAL`];
 //! - [`lease`]: the heartbeat Lease in `kube-node-lease`, renewed every [`LEASE_INTERVAL`];
 //! - [`image_gc`]: frees image space when the data dir's disk crosses its high threshold;
 //! - [`bootstrap`]: joining with a k3s-style token that pins the cluster CA.
 
 pub mod bootstrap;
+pub mod eviction;
 pub mod image_gc;
 pub mod lease;
 pub mod machine;
@@ -64,6 +65,7 @@ pub async fn run(
     facts: NodeFacts,
     images: Option<Arc<dyn runtime::ImageService>>,
     containers: Option<Arc<dyn runtime::ContainerRuntime>>,
+    image_gc: image_gc::ImageGcPolicy,
     recorder: crate::events::EventRecorder,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
@@ -77,7 +79,7 @@ pub async fn run(
     let uid = node.metadata.uid.clone().unwrap_or_default();
     let mut reporter = status::StatusReporter::new(client.clone(), facts.clone(), recorder);
     let mut lease = lease::LeaseRenewer::new(client.clone(), &facts.name, &uid);
-    let gc = image_gc::ImageGc::new(facts.data_dir.clone(), images, containers);
+    let gc = image_gc::ImageGc::new(image_gc, facts.data_dir.clone(), images, containers);
 
     let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
     let mut lease_tick = tokio::time::interval(LEASE_INTERVAL);

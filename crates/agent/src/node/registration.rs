@@ -2,9 +2,9 @@
 //! reconciled (labels, addresses, capacity, endpoint) after a restart, as the kubelet's
 //! `registerWithAPIServer` does.
 //!
-//! Allocatable is capacity minus the kubelet's default hard eviction thresholds
-//! (`memory.available<100Mi`, `nodefs.available<10%`): what a kubelet with default flags
-//! and no system/kube reservations reports. CPU and pods are not reduced.
+//! Allocatable is capacity minus the hard eviction thresholds (by default the kubelet's
+//! `memory.available<100Mi`, `nodefs.available<10%`): what a kubelet with no system/kube
+//! reservations reports. CPU and pods are not reduced.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,15 +18,12 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
+use super::eviction::EvictionThresholds;
 use super::machine::{self, SystemInfo};
 use super::NodeError;
 
 /// The kubelet version this agent reports (`kubectl get nodes` VERSION column).
 pub const KUBELET_VERSION: &str = "v1.33.0-flotilla";
-/// The memory eviction threshold subtracted from capacity.
-pub const MEMORY_RESERVED_BYTES: u64 = 100 << 20;
-/// Share of the data dir's filesystem kept back from ephemeral storage.
-pub const STORAGE_RESERVED_PERCENT: u64 = 10;
 
 /// A Node's capacity or allocatable.
 pub type ResourceList = BTreeMap<String, Quantity>;
@@ -48,6 +45,7 @@ pub struct NodeFacts {
     /// `runc://1.1.5`.
     pub runtime_version: String,
     pub system: SystemInfo,
+    pub eviction: EvictionThresholds,
 }
 
 /// Capacity and allocatable, measured now.
@@ -60,10 +58,17 @@ pub fn resources(facts: &NodeFacts) -> Result<(ResourceList, ResourceList), Node
         mem.total_bytes,
         fs.capacity_bytes,
         facts.max_pods,
+        &facts.eviction,
     ))
 }
 
-fn resource_lists(cpus: u32, memory: u64, storage: u64, pods: u32) -> (ResourceList, ResourceList) {
+fn resource_lists(
+    cpus: u32,
+    memory: u64,
+    storage: u64,
+    pods: u32,
+    eviction: &EvictionThresholds,
+) -> (ResourceList, ResourceList) {
     let q = |s: String| Quantity(s);
     // The kubelet reports memory in Ki and storage in bytes.
     let capacity = BTreeMap::from([
@@ -72,8 +77,8 @@ fn resource_lists(cpus: u32, memory: u64, storage: u64, pods: u32) -> (ResourceL
         ("ephemeral-storage".to_string(), q(storage.to_string())),
         ("pods".to_string(), q(pods.to_string())),
     ]);
-    let alloc_memory = memory.saturating_sub(MEMORY_RESERVED_BYTES);
-    let alloc_storage = storage - storage * STORAGE_RESERVED_PERCENT / 100;
+    let alloc_memory = memory - eviction.reserved_memory(memory);
+    let alloc_storage = storage - eviction.reserved_storage(storage);
     let allocatable = BTreeMap::from([
         ("cpu".to_string(), q(cpus.to_string())),
         (
@@ -389,12 +394,14 @@ pub(crate) mod tests {
             cni_bin_dir: "/usr/lib/cni".into(),
             runtime_version: "runc://1.1.5".into(),
             system: machine::system_info(),
+            eviction: EvictionThresholds::default(),
         }
     }
 
     #[test]
     fn allocatable_is_capacity_minus_the_eviction_thresholds() {
-        let (cap, alloc) = resource_lists(4, 8 << 30, 1000 << 20, 110);
+        let defaults = EvictionThresholds::default();
+        let (cap, alloc) = resource_lists(4, 8 << 30, 1000 << 20, 110, &defaults);
         assert_eq!(cap["cpu"].0, "4");
         assert_eq!(cap["memory"].0, format!("{}Ki", (8u64 << 30) / 1024));
         assert_eq!(
@@ -405,8 +412,17 @@ pub(crate) mod tests {
         assert_eq!(alloc["ephemeral-storage"].0, (900u64 << 20).to_string());
         assert_eq!(alloc["pods"].0, "110");
         // A tiny machine does not underflow.
-        let (_, alloc) = resource_lists(1, 50 << 20, 0, 1);
+        let (_, alloc) = resource_lists(1, 50 << 20, 0, 1, &defaults);
         assert_eq!(alloc["memory"].0, "0Ki");
+        // Other thresholds, other allocatable; none at all, all of it.
+        let custom =
+            EvictionThresholds::parse("memory.available<1Gi,nodefs.available<25%").unwrap();
+        let (_, alloc) = resource_lists(4, 8 << 30, 1000 << 20, 110, &custom);
+        assert_eq!(alloc["memory"].0, format!("{}Ki", (7u64 << 30) / 1024));
+        assert_eq!(alloc["ephemeral-storage"].0, (750u64 << 20).to_string());
+        let none = EvictionThresholds::parse("").unwrap();
+        let (cap, alloc) = resource_lists(4, 8 << 30, 1000 << 20, 110, &none);
+        assert_eq!(cap, alloc);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The node status manager: conditions from real checks, reported to `nodes/status`.
 //!
-//! Thresholds are the kubelet's default hard eviction signals: MemoryPressure below 100Mi
-//! available, DiskPressure below 10% of the data dir's filesystem available. The kubelet
-//! has no default PID threshold; we report PIDPressure when fewer than 10% of `pid_max`
-//! process IDs remain. Ready is False while the runtime binary or the CNI plugins the node
-//! needs are missing.
+//! A pressure condition is True while its signal is below the node's hard eviction
+//! threshold ([`super::eviction`]; by default MemoryPressure below 100Mi available,
+//! DiskPressure below 10% of the data dir's filesystem available, PIDPressure below 10% of
+//! `pid_max`). Ready is False while the runtime binary or the CNI plugins the node needs
+//! are missing.
 //!
 //! A condition's `lastTransitionTime` moves only when its status changes;
 //! `lastHeartbeatTime` moves on every report.
@@ -13,14 +13,12 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 
+use super::eviction::EvictionThresholds;
 use super::machine::{self, FsUsage, MemInfo, PidUsage};
 use super::registration::{self, NodeFacts};
 use super::NodeError;
 use crate::events::{EventRecorder, EventType};
 
-pub const MEMORY_AVAILABLE_MIN_BYTES: u64 = 100 << 20;
-pub const DISK_AVAILABLE_MIN_PERCENT: f64 = 10.0;
-pub const PID_AVAILABLE_MIN_PERCENT: f64 = 10.0;
 /// The CNI plugins every pod sandbox runs.
 pub const REQUIRED_CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap"];
 
@@ -32,6 +30,8 @@ pub struct Observations {
     pub pids: Option<PidUsage>,
     /// Why the node cannot run pods, if it cannot.
     pub runtime_problem: Option<String>,
+    /// What the signals are judged against.
+    pub thresholds: EvictionThresholds,
 }
 
 pub fn observe(facts: &NodeFacts) -> Observations {
@@ -40,6 +40,7 @@ pub fn observe(facts: &NodeFacts) -> Observations {
         disk: machine::fs_usage(&facts.data_dir).ok(),
         pids: machine::pid_usage().ok(),
         runtime_problem: runtime_problem(facts),
+        thresholds: facts.eviction,
     }
 }
 
@@ -97,16 +98,9 @@ fn verdicts(o: &Observations) -> [Verdict; 4] {
             message: "the kubelet could not read this signal".to_string(),
         },
     };
-    let memory_low = o
-        .memory
-        .map(|m| m.available_bytes < MEMORY_AVAILABLE_MIN_BYTES);
-    let disk_low = o
-        .disk
-        .map(|d| 100.0 - d.used_percent() < DISK_AVAILABLE_MIN_PERCENT);
-    let pids_low = o.pids.map(|p| {
-        let free = p.max.saturating_sub(p.used) as f64;
-        p.max == 0 || free * 100.0 / (p.max as f64) < PID_AVAILABLE_MIN_PERCENT
-    });
+    let memory_low = o.memory.map(|m| o.thresholds.memory_pressure(m));
+    let disk_low = o.disk.map(|d| o.thresholds.disk_pressure(d));
+    let pids_low = o.pids.map(|p| o.thresholds.pid_pressure(p));
     let ready = match &o.runtime_problem {
         None => Verdict {
             type_: "Ready",
@@ -356,6 +350,7 @@ mod tests {
                 max: 32768,
             }),
             runtime_problem: None,
+            thresholds: EvictionThresholds::default(),
         }
     }
 
@@ -400,6 +395,11 @@ mod tests {
         });
         let c = conditions(&[], &o, jiff::Timestamp::now());
         assert_eq!(find(&c, "DiskPressure").status, "False");
+        // The node's own thresholds decide, not fixed ones.
+        o.thresholds = EvictionThresholds::parse("nodefs.available<20%").unwrap();
+        let c = conditions(&[], &o, jiff::Timestamp::now());
+        assert_eq!(find(&c, "DiskPressure").status, "True");
+        assert_eq!(find(&c, "MemoryPressure").status, "False", "unwatched");
     }
 
     #[test]

@@ -71,7 +71,12 @@ impl ImageService for FakeImages {
     async fn remove_image(&self, _reference: &str) -> Result<()> {
         Ok(())
     }
-    async fn garbage_collect(&self, _in_use: &[String], _bytes: u64) -> Result<u64> {
+    async fn garbage_collect(
+        &self,
+        _in_use: &[String],
+        _bytes: u64,
+        _min_age: std::time::Duration,
+    ) -> Result<u64> {
         Ok(0)
     }
 }

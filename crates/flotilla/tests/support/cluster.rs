@@ -113,6 +113,9 @@ impl Cluster {
             runtime_root.to_string_lossy().into_owned(),
             "--cgroup-root".into(),
             resources.cgroup_root.clone(),
+            // The host's disk fills up as the suite builds and runs (CI's sits near 90%):
+            // a test's images must not be collected under it because of that.
+            "--image-gc-high-threshold=100".into(),
         ];
         agent_args.extend(opts.agent_args.iter().cloned());
 

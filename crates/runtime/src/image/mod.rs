@@ -601,6 +601,7 @@ impl ImageService for ImageStore {
         &self,
         in_use: &[String],
         bytes_to_free: u64,
+        min_age: std::time::Duration,
     ) -> Result<u64, RuntimeError> {
         let _exclusive = self.inner.removal.write().await;
         let _flock = self.store_lock(true).await?;
@@ -609,9 +610,12 @@ impl ImageService for ImageStore {
             .iter()
             .filter_map(|k| self.find_cached(k).map(|r| r.id))
             .collect();
+        let now = jiff::Timestamp::now();
+        let old_enough =
+            |r: &ImageRecord| now.duration_since(r.last_used).unsigned_abs() >= min_age;
         let mut candidates: Vec<ImageRecord> = lock(&self.inner.records)
             .values()
-            .filter(|r| !keep.contains(&r.id))
+            .filter(|r| !keep.contains(&r.id) && old_enough(r))
             .cloned()
             .collect();
         candidates.sort_by_key(|r| r.last_used);
