@@ -8,6 +8,10 @@
 //! - Taints follow the Ready condition: `Unknown` → `node.kubernetes.io/unreachable`
 //!   (NoExecute and NoSchedule), `False` → `node.kubernetes.io/not-ready` (NoExecute and
 //!   NoSchedule), `True` → neither. When the kubelet reports Ready again, they go.
+//! - NoSchedule taints also follow the other conditions and the cordon, as Kubernetes'
+//!   TaintNodesByCondition: MemoryPressure, DiskPressure, PIDPressure or NetworkUnavailable
+//!   `True` → `node.kubernetes.io/{memory,disk,pid}-pressure` / `network-unavailable`, and
+//!   `spec.unschedulable` → `node.kubernetes.io/unschedulable`.
 //! - On a node whose Ready is `Unknown`, its pods' Ready condition is set to False.
 //! - Taint-based eviction: a pod on a node with NoExecute taints is deleted at once when it
 //!   does not tolerate one of them, after the smallest `tolerationSeconds` of the matching
@@ -55,6 +59,19 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// The taint of a node whose Ready condition is False.
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub const TAINT_MEMORY_PRESSURE: &str = "node.kubernetes.io/memory-pressure";
+pub const TAINT_DISK_PRESSURE: &str = "node.kubernetes.io/disk-pressure";
+pub const TAINT_PID_PRESSURE: &str = "node.kubernetes.io/pid-pressure";
+pub const TAINT_NETWORK_UNAVAILABLE: &str = "node.kubernetes.io/network-unavailable";
+/// The taint of a cordoned node (`spec.unschedulable`).
+pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+/// The NoSchedule taint each condition brings while it is True.
+const CONDITION_TAINTS: &[(&str, &str)] = &[
+    ("MemoryPressure", TAINT_MEMORY_PRESSURE),
+    ("DiskPressure", TAINT_DISK_PRESSURE),
+    ("PIDPressure", TAINT_PID_PRESSURE),
+    ("NetworkUnavailable", TAINT_NETWORK_UNAVAILABLE),
+];
 /// The reason of the conditions this controller sets to Unknown.
 pub const REASON_STATUS_UNKNOWN: &str = "NodeStatusUnknown";
 /// Their message.
@@ -314,7 +331,10 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
             limited = Some(wait);
         }
     }
-    if let Some(taints) = desired_taints(&existing, ready.as_deref(), now, no_execute) {
+    let taints = desired_taints(&existing, ready.as_deref(), now, no_execute)
+        .unwrap_or_else(|| existing.clone());
+    let taints = with_condition_taints(&taints, &condition_taint_keys(&node));
+    if taints != existing {
         let patch = json!({
             "metadata": {"resourceVersion": node.metadata.resource_version},
             "spec": {"taints": taints},
@@ -667,6 +687,58 @@ pub fn desired_taints(
     (out != existing).then_some(out)
 }
 
+/// The condition and cordon taint keys the node should carry now.
+pub fn condition_taint_keys(node: &Node) -> Vec<&'static str> {
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let mut keys: Vec<&'static str> = CONDITION_TAINTS
+        .iter()
+        .filter(|(type_, _)| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == *type_ && c.status == "True")
+        })
+        .map(|&(_, key)| key)
+        .collect();
+    if node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+    {
+        keys.push(TAINT_UNSCHEDULABLE);
+    }
+    keys
+}
+
+/// `existing` with exactly the NoSchedule condition taints in `wanted` among the keys this
+/// controller manages that way; other taints, and kept ones, are left as they are.
+pub fn with_condition_taints(existing: &[Taint], wanted: &[&str]) -> Vec<Taint> {
+    let managed =
+        |key: &str| key == TAINT_UNSCHEDULABLE || CONDITION_TAINTS.iter().any(|&(_, k)| k == key);
+    let mut out: Vec<Taint> = existing
+        .iter()
+        .filter(|t| {
+            !(t.effect == NO_SCHEDULE && managed(&t.key)) || wanted.contains(&t.key.as_str())
+        })
+        .cloned()
+        .collect();
+    for &key in wanted {
+        if !out.iter().any(|t| t.key == key && t.effect == NO_SCHEDULE) {
+            out.push(Taint {
+                key: key.into(),
+                effect: NO_SCHEDULE.into(),
+                value: None,
+                time_added: None,
+            });
+        }
+    }
+    out
+}
+
 /// Whether making the taints match `ready` adds a NoExecute taint to a node that has none
 /// of the not-ready/unreachable ones (a swap between them is not rate-limited).
 pub fn adds_no_execute(existing: &[Taint], ready: Option<&str>, now: Timestamp) -> bool {
@@ -997,6 +1069,41 @@ mod tests {
             vec![other.clone()]
         );
         assert!(desired_taints(&[other], Some("True"), ts(9), true).is_none());
+    }
+
+    #[test]
+    fn no_schedule_taints_follow_conditions_and_the_cordon() {
+        let mut n = node(vec![
+            cond("Ready", "True", None),
+            cond("DiskPressure", "True", None),
+            cond("MemoryPressure", "False", None),
+            cond("PIDPressure", "Unknown", None),
+        ]);
+        assert_eq!(condition_taint_keys(&n), [TAINT_DISK_PRESSURE]);
+        n.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
+        assert_eq!(
+            condition_taint_keys(&n),
+            [TAINT_DISK_PRESSURE, TAINT_UNSCHEDULABLE]
+        );
+
+        let other = taint("dedicated", "NoSchedule", None);
+        // A user's NoExecute taint with a managed key is not ours to remove.
+        let user = taint(TAINT_DISK_PRESSURE, "NoExecute", None);
+        let existing = vec![other.clone(), user.clone()];
+        let out = with_condition_taints(&existing, &condition_taint_keys(&n));
+        assert_eq!(
+            out,
+            vec![
+                other.clone(),
+                user.clone(),
+                taint(TAINT_DISK_PRESSURE, "NoSchedule", None),
+                taint(TAINT_UNSCHEDULABLE, "NoSchedule", None),
+            ]
+        );
+        // Stable once there.
+        assert_eq!(with_condition_taints(&out, &condition_taint_keys(&n)), out);
+        // Pressure gone, uncordoned: only those go.
+        assert_eq!(with_condition_taints(&out, &[]), existing);
     }
 
     #[test]

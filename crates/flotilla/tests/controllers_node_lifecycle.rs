@@ -784,3 +784,54 @@ async fn a_restarted_controller_converges_from_the_current_state() {
         .await;
     assert_eq!(condition(&n, "Ready").unwrap().status, "True");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cordon_taints_drain_evicts_and_uncordon_lifts_the_taint() {
+    let prefix = "nlc-cordon-node";
+    let cluster = Cluster::start(prefix, 2).await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NS);
+    let n0 = format!("{prefix}-0");
+    pods.create(
+        &PostParams::default(),
+        &pod("nlc-cordon-pod", &n0, 300, false),
+    )
+    .await
+    .unwrap();
+    let timeout = Duration::from_secs(60);
+
+    cluster
+        .kubectl("1.33", timeout, &["cordon", &n0], None)
+        .await;
+    let n = cluster
+        .wait_taints(&n0, "a cordoned node gets the unschedulable taint", |n| {
+            has_taint(n, "node.kubernetes.io/unschedulable", "NoSchedule")
+        })
+        .await;
+    assert_eq!(n.spec.as_ref().unwrap().unschedulable, Some(true));
+    let row = cluster
+        .kubectl("1.33", timeout, &["get", "node", &n0, "--no-headers"], None)
+        .await;
+    assert!(row.contains("Ready,SchedulingDisabled"), "{row}");
+
+    // drain evicts (through the Eviction API) what runs there; --force because the pod
+    // has no controller.
+    cluster
+        .kubectl(
+            "1.33",
+            timeout,
+            &["drain", &n0, "--force", "--timeout=50s"],
+            None,
+        )
+        .await;
+    assert!(pods.get_opt("nlc-cordon-pod").await.unwrap().is_none());
+
+    cluster
+        .kubectl("1.33", timeout, &["uncordon", &n0], None)
+        .await;
+    let n = cluster
+        .wait_taints(&n0, "an uncordoned node loses the taint", |n| {
+            !has_taint(n, "node.kubernetes.io/unschedulable", "NoSchedule")
+        })
+        .await;
+    assert_ne!(n.spec.as_ref().unwrap().unschedulable, Some(true));
+}

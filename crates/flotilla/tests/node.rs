@@ -27,9 +27,14 @@ fn lease(cluster: &Cluster) -> Option<Value> {
 /// Creates a pod that sleeps, bound to no node (kubectl's trailing flags must not reach
 /// its argv, so no `kubectl run -- ARGS`).
 fn create_sleeper(cluster: &Cluster, name: &str) {
+    create_sleeper_tolerating(cluster, name, serde_json::json!([]));
+}
+
+/// [`create_sleeper`] with these tolerations.
+fn create_sleeper_tolerating(cluster: &Cluster, name: &str, tolerations: Value) {
     let pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {"restartPolicy": "Never",
+        "spec": {"restartPolicy": "Never", "tolerations": tolerations,
                  "containers": [{"name": "c", "image": cluster.image, "command": ["sleep", "3600"]}]}
     });
     cluster
@@ -50,6 +55,18 @@ fn quantity_number(v: &Value) -> u64 {
         "" => n,
         other => panic!("unexpected quantity suffix {other:?} in {s:?}"),
     }
+}
+
+/// The node the pod is bound to, once it is (within 30 s).
+fn wait_bound(cluster: &Cluster, pod: &str) -> Option<String> {
+    testkit::wait_for(Duration::from_secs(30), || {
+        let out = cluster.kubectl_run(
+            "1.33",
+            &["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"],
+        );
+        let node = out.expect_success("get pod").trim().to_string();
+        (!node.is_empty()).then_some(node)
+    })
 }
 
 /// Waits until the Lease's renewTime differs from `before`; returns the new one.
@@ -228,15 +245,8 @@ fn a_joined_node_registers_ready_renews_its_lease_and_survives_an_agent_kill() {
 
     // With exactly one node, a new pod is bound to it.
     create_sleeper(&cluster, "bound");
-    let bound = testkit::wait_for(Duration::from_secs(30), || {
-        let out = cluster.kubectl_run(
-            "1.33",
-            &["get", "pod", "bound", "-o", "jsonpath={.spec.nodeName}"],
-        );
-        let node = out.expect_success("get pod").trim().to_string();
-        (!node.is_empty()).then_some(node)
-    })
-    .unwrap_or_else(|| panic!("pod never bound\n{}", cluster.server.log()));
+    let bound = wait_bound(&cluster, "bound")
+        .unwrap_or_else(|| panic!("pod never bound\n{}", cluster.server.log()));
     assert_eq!(bound, cluster.node_name);
 
     // SIGKILL the agent; the restarted one takes the Node over without a NotReady blip.
@@ -368,6 +378,73 @@ fn pressure_conditions_follow_the_eviction_thresholds() {
     assert!(quantity_number(&st["capacity"]["memory"]) > 0);
     // Pressure is not readiness: the kubelet evicts, it does not go NotReady.
     assert_eq!(node_condition(&node, "Ready").unwrap()["status"], "True");
+
+    // The node lifecycle controller taints the node NoSchedule for each pressure.
+    let pressure_taints = [
+        "node.kubernetes.io/disk-pressure",
+        "node.kubernetes.io/memory-pressure",
+        "node.kubernetes.io/pid-pressure",
+    ];
+    let taints = testkit::wait_for(Duration::from_secs(30), || {
+        let n = cluster.node()?;
+        let keys: Vec<String> = n["spec"]["taints"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["effect"] == "NoSchedule")
+            .filter_map(|t| t["key"].as_str().map(str::to_string))
+            .collect();
+        pressure_taints
+            .iter()
+            .all(|k| keys.iter().any(|x| x == k))
+            .then_some(keys)
+    })
+    .unwrap_or_else(|| panic!("no pressure taints\n{}", cluster.server.log()));
+    assert_eq!(taints.len(), 3, "{taints:?}");
+
+    // A pod that does not tolerate them is not scheduled, and says why; one that does is.
+    create_sleeper(&cluster, "intolerant");
+    let why = testkit::wait_for(Duration::from_secs(30), || {
+        let out = cluster.kubectl_run(
+            "1.33",
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=intolerant,reason=FailedScheduling",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ],
+        );
+        let msg = out.expect_success("get events").trim().to_string();
+        (!msg.is_empty()).then_some(msg)
+    })
+    .unwrap_or_else(|| panic!("no FailedScheduling event\n{}", cluster.server.log()));
+    assert!(
+        why.contains("untolerated taint {node.kubernetes.io/"),
+        "{why}"
+    );
+    create_sleeper_tolerating(
+        &cluster,
+        "tolerant",
+        serde_json::json!([{"operator": "Exists", "effect": "NoSchedule"}]),
+    );
+    let bound = wait_bound(&cluster, "tolerant");
+    assert_eq!(bound.as_deref(), Some(cluster.node_name.as_str()));
+    let out = cluster.kubectl_run(
+        "1.33",
+        &[
+            "get",
+            "pod",
+            "intolerant",
+            "-o",
+            "jsonpath={.spec.nodeName}",
+        ],
+    );
+    assert_eq!(
+        out.expect_success("get pod").trim(),
+        "",
+        "still unscheduled"
+    );
 }
 
 #[test]

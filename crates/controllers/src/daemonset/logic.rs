@@ -23,13 +23,10 @@ use api::selectors::node_selector_matches;
 /// upstream does, for tools that read it.
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
 
-const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-const TAINT_DISK_PRESSURE: &str = "node.kubernetes.io/disk-pressure";
-const TAINT_MEMORY_PRESSURE: &str = "node.kubernetes.io/memory-pressure";
-const TAINT_PID_PRESSURE: &str = "node.kubernetes.io/pid-pressure";
-const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
-const TAINT_NETWORK_UNAVAILABLE: &str = "node.kubernetes.io/network-unavailable";
+use crate::node_lifecycle::{
+    TAINT_DISK_PRESSURE, TAINT_MEMORY_PRESSURE, TAINT_NETWORK_UNAVAILABLE, TAINT_NOT_READY,
+    TAINT_PID_PRESSURE, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE,
+};
 
 /// The tolerations every daemon pod gets, so that it runs on (and is not evicted from)
 /// nodes that are not ready, unreachable, under resource pressure or cordoned: a daemon is

@@ -117,6 +117,17 @@ impl Cluster {
             // a test's images must not be collected under it because of that.
             "--image-gc-high-threshold=100".into(),
         ];
+        // Likewise a nearly full disk would taint the node disk-pressure and leave every
+        // test pod Pending: tests that are about pressure give their own thresholds.
+        if !opts
+            .agent_args
+            .iter()
+            .any(|a| a.starts_with("--eviction-hard"))
+        {
+            agent_args.push(
+                "--eviction-hard=memory.available<1Mi,nodefs.available<1%,pid.available<1%".into(),
+            );
+        }
         agent_args.extend(opts.agent_args.iter().cloned());
 
         let mut server_args = opts.server_args.clone();
