@@ -1,6 +1,6 @@
 //! `flotilla server`: the control plane — PKI, store, API server — in one process.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use apiserver::server::{self as api, ApiServer};
 use apiserver::state::ApiConfig;
 use apiserver::ApiState;
 use clap::Args;
+use controllers::endpoint_reconciler;
 use controllers::leader_election::{self, LeaderElectionConfig, LeaderElector, StopSignal};
 
 use crate::agent::AgentOptions;
@@ -31,6 +32,11 @@ pub struct ServerArgs {
     /// Address to listen on; 0.0.0.0 or :: listen on every interface.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
+    /// The address the `kubernetes` Service's endpoints give for this server [default: the
+    /// bind address when it is one interface, else the node's IP]. A loopback address is
+    /// not published, as upstream refuses it in Endpoints.
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
     /// Keep cluster state in etcd at these client URLs (comma-separated) instead of the
     /// embedded store.
     #[arg(long, value_delimiter = ',')]
@@ -99,6 +105,17 @@ impl ServerArgs {
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             ..ServerConfig::default()
         }
+    }
+
+    /// The address to publish in the kubernetes Service's endpoints, if there is one that is
+    /// not loopback.
+    fn advertise_ip(&self) -> Option<IpAddr> {
+        let ip = self
+            .advertise_address
+            .or_else(|| (!self.bind_address.is_unspecified()).then_some(self.bind_address))
+            .or(self.agent.node_ip)
+            .or_else(agent::config::default_node_ip)?;
+        (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
     }
 
     /// Node IPAM hands out --node-cidr-mask-size subnets of the --cluster-cidr the nodes
@@ -183,6 +200,9 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     };
 
     let mut names = pki::default_serving_names(config.bind_address, hostname().as_deref());
+    if let Some(ip) = args.advertise_address {
+        names.push(ip.to_string());
+    }
     for san in &config.tls_sans {
         if !names.contains(san) {
             names.push(san.clone());
@@ -251,6 +271,25 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Every server publishes itself in the kubernetes Service's endpoints, elected or not.
+    let endpoints_task = args.advertise_ip().map(|ip| {
+        let client = in_process_client(
+            in_process.clone(),
+            UserInfo::authenticated("system:apiserver", []),
+        );
+        let config = endpoint_reconciler::Config::new(SocketAddr::new(ip, addr.port()));
+        tokio::spawn(endpoint_reconciler::run(
+            client,
+            config,
+            stopped(stop_rx.clone()),
+        ))
+    });
+    if endpoints_task.is_none() {
+        tracing::info!(
+            "no non-loopback address to advertise: the kubernetes Service gets no endpoints \
+             (see --advertise-address)"
+        );
+    }
     // The scheduler and the controller manager, each under its Lease: awaited at the end
     // so that a leader releases its Lease before the process exits.
     let mut elected = tokio::task::JoinSet::new();
@@ -315,7 +354,16 @@ async fn serve(args: ServerArgs, started: Instant) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     serving.await?;
-    // The components stop, then the leaders release their Leases for a successor.
+    // This server leaves the kubernetes Service's endpoints; the components stop, then the
+    // leaders release their Leases for a successor.
+    if let Some(task) = endpoints_task {
+        if tokio::time::timeout(ELECTED_STOP_GRACE, task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("withdrawing from the kubernetes Service's endpoints timed out");
+        }
+    }
     if tokio::time::timeout(ELECTED_STOP_GRACE, async {
         while elected.join_next().await.is_some() {}
     })
