@@ -648,5 +648,24 @@ mod tests {
     fn a_bad_address_is_a_usage_error() {
         assert!(Wrapper::try_parse_from(["server", "--bind-address", "nope"]).is_err());
         assert!(Wrapper::try_parse_from(["server", "--port", "70000"]).is_err());
+        assert!(Wrapper::try_parse_from(["server", "--advertise-address", "x"]).is_err());
+    }
+
+    #[test]
+    fn the_advertised_address_is_never_loopback() {
+        let ip = |argv: &[&str]| {
+            let mut all = vec!["server"];
+            all.extend_from_slice(argv);
+            Wrapper::try_parse_from(all).unwrap().args.advertise_ip()
+        };
+        let v = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(ip(&["--advertise-address", "192.0.2.1"]), v("192.0.2.1"));
+        assert_eq!(
+            ip(&["--bind-address", "192.0.2.2", "--node-ip", "192.0.2.3"]),
+            v("192.0.2.2")
+        );
+        assert_eq!(ip(&["--node-ip", "192.0.2.3"]), v("192.0.2.3"));
+        assert_eq!(ip(&["--bind-address", "127.0.0.1"]), None);
+        assert_eq!(ip(&["--advertise-address", "::1"]), None);
     }
 }
