@@ -107,14 +107,26 @@ impl Harness {
 
     /// Ends a pod as its kubelet would: terminal phase and a terminated container.
     async fn finish(&self, pod: &Pod, succeeded: bool) {
+        self.end(pod, if succeeded { 0 } else { 1 }, None).await;
+    }
+
+    /// Ends a pod with its container's `exit_code` (Succeeded when 0), with `condition`
+    /// True besides Ready=False.
+    async fn end(&self, pod: &Pod, exit_code: i32, condition: Option<&str>) {
         let now = jiff::Timestamp::now().to_string();
+        let succeeded = exit_code == 0;
+        let mut conditions =
+            vec![json!({"type": "Ready", "status": "False", "lastTransitionTime": now})];
+        if let Some(c) = condition {
+            conditions.push(json!({"type": c, "status": "True", "lastTransitionTime": now}));
+        }
         let patch = json!({"status": {
             "phase": if succeeded { "Succeeded" } else { "Failed" },
-            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": now}],
+            "conditions": conditions,
             "containerStatuses": [{
                 "name": "work", "image": "busybox", "imageID": "", "ready": false,
                 "restartCount": 0,
-                "state": {"terminated": {"exitCode": if succeeded { 0 } else { 1 },
+                "state": {"terminated": {"exitCode": exit_code,
                     "reason": if succeeded { "Completed" } else { "Error" },
                     "startedAt": now, "finishedAt": now}},
             }],
@@ -215,6 +227,91 @@ async fn job_runs_completions_with_parallelism_and_kubectl_sees_it_complete() {
         out.lines()
             .any(|l| l.starts_with("pi ") && l.contains("3/3")),
         "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_failure_policy_ignores_disruptions_and_fails_the_job_on_a_fatal_exit_code() {
+    let h = Harness::start("jobpfp").await;
+    h.create_job(
+        "pfp",
+        json!({"backoffLimit": 0, "podFailurePolicy": {"rules": [
+            {"action": "FailJob", "onExitCodes": {"containerName": "work", "operator": "In", "values": [42]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]}}),
+    )
+    .await;
+    let first = h.running("pfp", 1).await.remove(0);
+    // A disruption is ignored: with backoffLimit 0 the Job goes on, with a new pod.
+    h.end(&first, 137, Some("DisruptionTarget")).await;
+    let second = eventually_for(DEADLINE, "a replacement for the disrupted pod", || async {
+        h.running("pfp", 1)
+            .await
+            .into_iter()
+            .find(|p| p.metadata.uid != first.metadata.uid)
+    })
+    .await;
+    let job = h
+        .job_until("pfp", "the ignored pod released", |j| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.uncounted_terminated_pods.as_ref())
+                .is_none_or(|u| u.failed.as_deref().unwrap_or_default().is_empty())
+        })
+        .await;
+    assert_eq!(counts(&job).2, 0, "an ignored failure is not counted");
+    assert!(condition(&job, "FailureTarget").is_none());
+    let released = h.pods().get(&first.name_any()).await.unwrap();
+    assert!(!released
+        .finalizers()
+        .iter()
+        .any(|f| f == TRACKING_FINALIZER));
+
+    // Exit code 42 fails the Job at once, saying why.
+    h.end(&second, 42, None).await;
+    let job = h
+        .job_until("pfp", "Failed", |j| condition(j, "Failed").is_some())
+        .await;
+    assert_eq!(condition(&job, "Failed"), Some("PodFailurePolicy"));
+    let message = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Failed"))
+        .and_then(|c| c.message.clone());
+    assert_eq!(
+        message.as_deref(),
+        Some(
+            format!(
+                "Container work for pod default/{} failed with exit code 42 matching FailJob rule at index 0",
+                second.name_any()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(counts(&job), (0, 0, 1));
+
+    // The API refuses a policy that cannot work.
+    let bad = h
+        .server
+        .kubectl("1.33")
+        .stdin(
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad"},
+                "spec": {"podFailurePolicy": {"rules": [{"action": "FailJob",
+                    "onExitCodes": {"operator": "In", "values": [0]}}]},
+                    "template": {"spec": {"restartPolicy": "OnFailure",
+                        "containers": [{"name": "c", "image": "busybox"}]}}}})
+            .to_string(),
+        )
+        .timeout(DEADLINE);
+    let out = run_kubectl(bad, &["create", "-f", "-"]).await;
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("only \"Never\" is supported when podFailurePolicy is specified")
+            && out.stderr.contains("must not be 0 for the In operator"),
+        "{}",
+        out.stderr
     );
 }
 

@@ -50,6 +50,7 @@ fn default_job_spec(spec: &mut Value) {
             "TerminatingOrFailed"
         }),
     );
+    super::pod_failure_policy::default(spec);
     default_pod_template(spec);
 }
 
@@ -134,14 +135,21 @@ fn validate_job_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
         _ => {}
     }
     if let Some(p) = str_of(spec, "podReplacementPolicy") {
-        if !["TerminatingOrFailed", "Failed"].contains(&p) {
+        // With a podFailurePolicy a pod counts only once it has failed: only Failed fits.
+        let valid: &[&str] = if spec.get("podFailurePolicy").is_some_and(|v| !v.is_null()) {
+            &["Failed"]
+        } else {
+            &["TerminatingOrFailed", "Failed"]
+        };
+        if !valid.contains(&p) {
             errs.push(not_supported(
                 format!("{path}.podReplacementPolicy"),
                 json!(p),
-                &["TerminatingOrFailed", "Failed"],
+                valid,
             ));
         }
     }
+    errs.extend(super::pod_failure_policy::validate(spec, path));
     let template_path = format!("{path}.template");
     if let Some(sel) = spec.get("selector").filter(|s| s.is_object()) {
         errs.extend(selector::validate(sel, &format!("{path}.selector")));
@@ -465,6 +473,26 @@ mod tests {
                 .field_value(&old, "status.successful")
                 .as_deref(),
             Some("0")
+        );
+    }
+
+    #[test]
+    fn a_pod_failure_policy_defaults_replacement_to_failed_and_allows_nothing_else() {
+        let mut j = job();
+        j["spec"]["podFailurePolicy"] = json!({"rules": [{"action": "Ignore",
+            "onPodConditions": [{"type": "DisruptionTarget"}]}]});
+        JobStrategy.default(&mut j);
+        JobStrategy.prepare_for_create(&mut j);
+        assert_eq!(j["spec"]["podReplacementPolicy"], json!("Failed"));
+        assert_eq!(
+            j.pointer("/spec/podFailurePolicy/rules/0/onPodConditions/0/status"),
+            Some(&json!("True"))
+        );
+        assert!(JobStrategy.validate(&j).is_empty());
+        j["spec"]["podReplacementPolicy"] = json!("TerminatingOrFailed");
+        assert_eq!(
+            messages(&JobStrategy.validate(&j)),
+            vec!["spec.podReplacementPolicy: Unsupported value: \"TerminatingOrFailed\": supported values: \"Failed\""]
         );
     }
 

@@ -8,6 +8,7 @@ pub mod events;
 pub mod json;
 pub mod networking;
 pub mod pod;
+pub mod pod_failure_policy;
 pub mod pod_spec;
 pub mod policy;
 pub mod quantity;

@@ -12,6 +12,9 @@
 //! - `backoffLimit` (container restarts count too under `restartPolicy: OnFailure`),
 //!   `activeDeadlineSeconds`, `suspend`; a failed pod's replacement waits an exponential
 //!   back-off (10 s doubling, at most 6 min);
+//! - `podFailurePolicy` ([`pod_failure_policy`]): a failed pod matching a `FailJob` rule
+//!   fails the Job (reason `PodFailurePolicy`), one matching `Ignore` is released without
+//!   being counted or backing off the next;
 //! - terminal conditions as in 1.33: `SuccessCriteriaMet`/`FailureTarget` first, then
 //!   `Complete`/`Failed` once no pod of the Job is left running;
 //! - `ttlSecondsAfterFinished` (the TTL-after-finished controller's job) deletes a finished
@@ -19,6 +22,8 @@
 //!
 //! Every sync lists the Job's pods from the API, as the ReplicaSet controller does, so it
 //! never acts on a stale view of its own creations; matching orphans are adopted.
+
+pub mod pod_failure_policy;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -418,6 +423,7 @@ fn finish_time(pod: &Pod) -> Option<jiff::Timestamp> {
 pub fn backoff_until(job: &Job, pods: &[Pod]) -> Option<jiff::Timestamp> {
     let mut finished: Vec<(jiff::Timestamp, Outcome)> = pods
         .iter()
+        .filter(|p| !ignored_by_policy(job, p))
         .filter_map(|p| Some((finish_time(p)?, pod_outcome(job, p)?)))
         .collect();
     finished.sort_by_key(|(t, _)| *t);
@@ -428,6 +434,29 @@ pub fn backoff_until(job: &Job, pods: &[Pod]) -> Option<jiff::Timestamp> {
     last_failure
         .checked_add(jiff::SignedDuration::try_from(delay).ok()?)
         .ok()
+}
+
+/// A failed pod the Job's podFailurePolicy says to ignore.
+fn ignored_by_policy(job: &Job, pod: &Pod) -> bool {
+    pod_phase(pod) == Some("Failed")
+        && pod_failure_policy::verdict(job, pod) == pod_failure_policy::Verdict::Ignore
+}
+
+/// The first (earliest finished) failed pod whose failure fails the Job by its
+/// podFailurePolicy, as that rule's message. Read from the pods present, so a decision
+/// interrupted by a restart is made again.
+pub fn failed_by_policy(job: &Job, pods: &[Pod]) -> Option<String> {
+    let mut failed: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| pod_phase(p) == Some("Failed"))
+        .collect();
+    failed.sort_by_key(|p| finish_time(p));
+    failed
+        .into_iter()
+        .find_map(|p| match pod_failure_policy::verdict(job, p) {
+            pod_failure_policy::Verdict::FailJob(message) => Some(message),
+            _ => None,
+        })
 }
 
 /// Upstream's back-off record: consecutive failures since the last success and when the
@@ -692,7 +721,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         });
     let suspended = is_suspended(&job);
     if target.is_none() && !suspended {
-        if failed > backoff_limit(&job) || past_backoff_limit_on_failure(&job, &active) {
+        if let Some(message) = failed_by_policy(&job, &pods) {
+            target = Some((false, "PodFailurePolicy".into(), message));
+        } else if failed > backoff_limit(&job) || past_backoff_limit_on_failure(&job, &active) {
             target = Some((
                 false,
                 "BackoffLimitExceeded".into(),
@@ -993,6 +1024,11 @@ async fn track_finished_pods(
     for p in pods.iter().filter(|p| has_tracking_finalizer(p)) {
         let uid = p.metadata.uid.clone().unwrap_or_default();
         if ok.contains(&uid) || bad.contains(&uid) {
+            continue;
+        }
+        if ignored_by_policy(job, p) {
+            // Not counted at all: released, and no uid to carry through the status.
+            remove_tracking_finalizer(pods_api, p).await?;
             continue;
         }
         let outcome = pod_outcome(job, p);
