@@ -38,6 +38,33 @@ pub(crate) fn is_valid_ip(s: &str) -> bool {
     s.parse::<IpAddr>().is_ok()
 }
 
+/// Upstream's `ValidateNonSpecialIP` for endpoint addresses: unspecified, loopback and
+/// link-local addresses make no sense as a backend (link-local ones tend to be node
+/// services, such as a metadata server).
+pub(crate) fn special_ip_error(ip: IpAddr) -> Option<String> {
+    let (link_local, link_local_multicast) = match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            (v4.is_link_local(), o[0] == 224 && o[1] == 0 && o[2] == 0)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            (s[0] & 0xffc0 == 0xfe80, s[0] & 0xff0f == 0xff02)
+        }
+    };
+    if ip.is_unspecified() {
+        Some(format!("may not be unspecified ({ip})"))
+    } else if ip.is_loopback() {
+        Some("may not be in the loopback range (127.0.0.0/8, ::1/128)".into())
+    } else if link_local {
+        Some("may not be in the link-local range (169.254.0.0/16, fe80::/10)".into())
+    } else if link_local_multicast {
+        Some("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)".into())
+    } else {
+        None
+    }
+}
+
 impl Strategy for ServiceStrategy {
     fn default(&self, obj: &mut Value) {
         let Some(spec) = child_mut(obj, "spec") else {
@@ -424,11 +451,15 @@ impl Strategy for EndpointsStrategy {
             for list in ["addresses", "notReadyAddresses"] {
                 for (j, a) in array_of(s, list).iter().enumerate() {
                     let ip = str_or_empty(a, "ip");
-                    if !is_valid_ip(ip) {
+                    let problem = match ip.parse::<IpAddr>() {
+                        Err(_) => Some(IP_MESSAGE.to_string()),
+                        Ok(addr) => special_ip_error(addr),
+                    };
+                    if let Some(msg) = problem {
                         errs.push(FieldError::invalid(
                             format!("subsets[{i}].{list}[{j}].ip"),
                             json!(ip),
-                            IP_MESSAGE,
+                            msg,
                         ));
                     }
                 }
@@ -478,16 +509,30 @@ impl Strategy for EndpointSliceStrategy {
             }
             for (j, a) in addresses.iter().enumerate() {
                 let a = a.as_str().unwrap_or("");
-                let ok = match address_type {
-                    "IPv4" => a.parse::<std::net::Ipv4Addr>().is_ok(),
-                    "IPv6" => a.parse::<std::net::Ipv6Addr>().is_ok(),
-                    _ => is_dns1123_subdomain(a).is_empty(),
+                let parsed: Option<Result<IpAddr, ()>> = match address_type {
+                    "IPv4" => Some(
+                        a.parse::<std::net::Ipv4Addr>()
+                            .map(IpAddr::V4)
+                            .map_err(drop),
+                    ),
+                    "IPv6" => Some(
+                        a.parse::<std::net::Ipv6Addr>()
+                            .map(IpAddr::V6)
+                            .map_err(drop),
+                    ),
+                    _ => None,
                 };
-                if !ok {
+                let problem = match parsed {
+                    Some(Ok(ip)) => special_ip_error(ip),
+                    Some(Err(())) => Some(format!("must be a valid {address_type} address")),
+                    None => (!is_dns1123_subdomain(a).is_empty())
+                        .then(|| format!("must be a valid {address_type} address")),
+                };
+                if let Some(msg) = problem {
                     errs.push(FieldError::invalid(
                         format!("endpoints[{i}].addresses[{j}]"),
                         json!(a),
-                        format!("must be a valid {address_type} address"),
+                        msg,
                     ));
                 }
             }
@@ -647,6 +692,22 @@ mod tests {
         assert_eq!(messages(&EndpointsStrategy.validate(&ep)), vec![
             "subsets[0].addresses[1].ip: Invalid value: \"nope\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]);
         assert!(EndpointsStrategy.allow_create_on_update());
+        let special = json!({"subsets": [{"addresses": [{"ip": "127.0.0.1"}, {"ip": "0.0.0.0"}],
+            "notReadyAddresses": [{"ip": "169.254.169.254"}, {"ip": "fe80::1"}, {"ip": "224.0.0.5"},
+                {"ip": "ff02::1"}, {"ip": "192.0.2.1"}]}]});
+        assert_eq!(messages(&EndpointsStrategy.validate(&special)), vec![
+            "subsets[0].addresses[0].ip: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
+            "subsets[0].addresses[1].ip: Invalid value: \"0.0.0.0\": may not be unspecified (0.0.0.0)",
+            "subsets[0].notReadyAddresses[0].ip: Invalid value: \"169.254.169.254\": may not be in the link-local range (169.254.0.0/16, fe80::/10)",
+            "subsets[0].notReadyAddresses[1].ip: Invalid value: \"fe80::1\": may not be in the link-local range (169.254.0.0/16, fe80::/10)",
+            "subsets[0].notReadyAddresses[2].ip: Invalid value: \"224.0.0.5\": may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
+            "subsets[0].notReadyAddresses[3].ip: Invalid value: \"ff02::1\": may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
+        ]);
+        let v6 = json!({"addressType": "IPv6", "endpoints": [{"addresses": ["::1"]}, {"addresses": ["2001:db8::1"]}]});
+        assert_eq!(
+            messages(&EndpointSliceStrategy.validate(&v6)),
+            vec!["endpoints[0].addresses[0]: Invalid value: \"::1\": may not be in the loopback range (127.0.0.0/8, ::1/128)"]
+        );
         let slice = json!({"addressType": "IPv4", "endpoints": [{"addresses": ["10.42.0.5"]}, {"addresses": ["::1"]}]});
         assert_eq!(
             messages(&EndpointSliceStrategy.validate(&slice)),
