@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod field_error;
 pub mod patchmeta;
 pub mod quantity;
+pub mod quota;
 pub mod selectors;
 pub mod strategies;
 pub mod strategy;

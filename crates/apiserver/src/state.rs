@@ -9,7 +9,7 @@ use api::Catalogue;
 use store::Store;
 use tokio::sync::watch;
 
-use crate::registry::{namespace_controller, Registry, RegistryConfig};
+use crate::registry::{namespace_controller, resource_quota, Registry, RegistryConfig};
 use crate::watch_cache::{WatchCache, WatchCacheConfig};
 
 /// Tunables of the API layer; every field has the Kubernetes (or k3s) default.
@@ -84,7 +84,8 @@ impl ApiState {
             .await
             .map_err(|e| anyhow::anyhow!("creating the bootstrap objects: {e}"))?;
         let (shutdown, rx) = watch::channel(false);
-        tokio::spawn(namespace_controller::run(registry.clone(), rx));
+        tokio::spawn(namespace_controller::run(registry.clone(), rx.clone()));
+        tokio::spawn(resource_quota::run(registry.clone(), rx));
         Ok(Arc::new(Self {
             store,
             catalogue,

@@ -100,6 +100,9 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
         }
+        if let Some(ns) = namespace.filter(|_| info.namespaced) {
+            self.admit_quota(info, ns, &obj, opts.dry_run).await?;
+        }
         if opts.dry_run {
             if is_service(info) {
                 self.preview_service_allocation(&mut obj)?;

@@ -17,6 +17,7 @@ pub mod label_selector;
 mod list;
 pub mod meta;
 pub mod namespace_controller;
+pub mod resource_quota;
 pub mod service_alloc;
 pub mod startup;
 pub mod update;
