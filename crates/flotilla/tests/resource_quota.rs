@@ -54,26 +54,25 @@ fn wait_used(server: &Server, ns: &str, resource: &str, want: &str) {
     );
 }
 
-#[test]
-fn pods_past_the_quota_are_refused_and_deleted_ones_give_their_share_back() {
+/// A server with namespace `ns` holding quota `q` of `hard`, once its `first` use shows.
+fn server_with_quota(ns: &str, hard: &str, first: &str) -> Server {
     let server = Server::start();
-    let ns = "quota-pods";
     server
         .kubectl("1.33")
         .run(&["create", "namespace", ns])
         .expect_success("create ns");
     server
         .kubectl("1.33")
-        .run(&[
-            "create",
-            "quota",
-            "q",
-            "-n",
-            ns,
-            "--hard=pods=2,requests.cpu=1,requests.memory=1Gi",
-        ])
+        .run(&["create", "quota", "q", "-n", ns, &format!("--hard={hard}")])
         .expect_success("create quota");
-    wait_used(&server, ns, "pods", "0");
+    wait_used(&server, ns, first, "0");
+    server
+}
+
+#[test]
+fn pods_past_the_quota_are_refused_and_deleted_ones_give_their_share_back() {
+    let ns = "quota-pods";
+    let server = server_with_quota(ns, "pods=2,requests.cpu=1,requests.memory=1Gi", "pods");
 
     create(&server, pod(ns, "p1", Some(("300m", "100Mi"))), &[]).expect_success("p1");
     // A dry run is checked but charges nothing.
@@ -136,24 +135,8 @@ fn pods_past_the_quota_are_refused_and_deleted_ones_give_their_share_back() {
 
 #[test]
 fn concurrent_creates_never_overshoot_a_count_quota() {
-    let server = Server::start();
     let ns = "quota-race";
-    server
-        .kubectl("1.33")
-        .run(&["create", "namespace", ns])
-        .expect_success("create ns");
-    server
-        .kubectl("1.33")
-        .run(&[
-            "create",
-            "quota",
-            "q",
-            "-n",
-            ns,
-            "--hard=count/configmaps=3",
-        ])
-        .expect_success("create quota");
-    wait_used(&server, ns, "count/configmaps", "0");
+    let server = server_with_quota(ns, "count/configmaps=3", "count/configmaps");
 
     let client = server.admin_client();
     let path = format!("/api/v1/namespaces/{ns}/configmaps");
