@@ -28,7 +28,7 @@ use api::{Catalogue, ResourceInfo, Strategy};
 use store::Store;
 
 use crate::status::Target;
-use crate::watch_cache::WatchCache;
+use crate::watch_cache::{CacheMessage, Cacher, WatchCache};
 
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
 pub use list::{ListParams, ObjectList, RvMatch};
@@ -131,10 +131,40 @@ impl Registry {
         }
     }
 
+    /// The cache of a kind and a receiver of its changes, for the registry's own
+    /// controllers; None if the kind is not in the catalogue or its cache stopped.
+    pub(crate) fn kind_changes(
+        &self,
+        group: &str,
+        kind: &str,
+    ) -> Option<(
+        ResourceInfo,
+        Arc<Cacher>,
+        tokio::sync::broadcast::Receiver<CacheMessage>,
+    )> {
+        let Some(info) = self.info(group, kind).cloned() else {
+            tracing::warn!(kind, "not in the catalogue; its controller does not start");
+            return None;
+        };
+        let cacher = self.cache.cacher(&info.storage_prefix());
+        let live = cacher.subscribe(&info.storage_prefix(), None).ok()?.live;
+        Some((info, cacher, live))
+    }
+
     /// The catalogue entry of a kind, for the registry's own cross-kind work.
     pub fn info(&self, group: &str, kind: &str) -> Option<&ResourceInfo> {
         self.catalogue
             .iter()
             .find(|r| r.group == group && r.kind == kind)
+    }
+}
+
+/// Waits for the next change on a kind's channel (a missed one counts: the caller rereads
+/// everything); false once the channel is closed.
+pub(crate) async fn changed(live: &mut tokio::sync::broadcast::Receiver<CacheMessage>) -> bool {
+    use tokio::sync::broadcast::error::RecvError;
+    match live.recv().await {
+        Ok(CacheMessage::Event(_) | CacheMessage::Reset) | Err(RecvError::Lagged(_)) => true,
+        Err(RecvError::Closed) => false,
     }
 }

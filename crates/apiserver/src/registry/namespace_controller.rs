@@ -7,26 +7,19 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::update::{Preconditions, Transition};
 use super::{meta, DeleteOptions, ListParams, ObjectRef, Registry};
 use crate::status::ApiError;
-use crate::watch_cache::CacheMessage;
 
 /// How often a namespace whose contents are still going away is looked at again.
 const RESYNC: Duration = Duration::from_millis(250);
 
 /// Runs until `shutdown` fires.
 pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
-    let Some(ns_info) = registry.info("", "Namespace").cloned() else {
-        warn!("no namespaces in the catalogue; namespace controller not started");
+    let Some((ns_info, cacher, mut live)) = registry.kind_changes("", "Namespace") else {
         return;
-    };
-    let cacher = registry.cache.cacher(&ns_info.storage_prefix());
-    let mut live = match cacher.subscribe(&ns_info.storage_prefix(), None) {
-        Ok(s) => s.live,
-        Err(_) => return,
     };
     loop {
         // By name and uid: the cache may lag the store, and a namespace deleted and made
@@ -63,11 +56,7 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
         };
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
-            msg = live.recv() => match msg {
-                Ok(CacheMessage::Event(_)) | Ok(CacheMessage::Reset) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
+            open = super::changed(&mut live) => if !open { return },
             _ = resync => {}
         }
     }

@@ -24,12 +24,11 @@ use api::quota::{self, Usage};
 use api::ResourceInfo;
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::update::{Preconditions, Transition};
 use super::{meta, ObjectRef, Registry};
 use crate::status::ApiError;
-use crate::watch_cache::CacheMessage;
 
 /// How often every quota's use is recomputed from the objects.
 pub const RESYNC: Duration = Duration::from_secs(2);
@@ -273,14 +272,8 @@ fn set_used(q: &mut Value, used: &Usage) {
 
 /// The quota controller: runs until `shutdown` fires.
 pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
-    let Some(info) = registry.quota_info().cloned() else {
-        warn!("no resourcequotas in the catalogue; quota controller not started");
+    let Some((info, cacher, mut live)) = registry.kind_changes("", "ResourceQuota") else {
         return;
-    };
-    let cacher = registry.cache.cacher(&info.storage_prefix());
-    let mut live = match cacher.subscribe(&info.storage_prefix(), None) {
-        Ok(s) => s.live,
-        Err(_) => return,
     };
     let mut tick = tokio::time::interval(RESYNC);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -316,11 +309,7 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
         seen.retain(|uid, _| quotas.iter().any(|q| meta::uid(q) == Some(uid.as_str())));
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
-            msg = live.recv() => match msg {
-                Ok(CacheMessage::Event(_)) | Ok(CacheMessage::Reset) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
+            open = super::changed(&mut live) => if !open { return },
             _ = tick.tick() => {}
         }
     }
