@@ -75,6 +75,10 @@ fn pods_past_the_quota_are_refused_and_deleted_ones_give_their_share_back() {
     let server = server_with_quota(ns, "pods=2,requests.cpu=1,requests.memory=1Gi", "pods");
 
     create(&server, pod(ns, "p1", Some(("300m", "100Mi"))), &[]).expect_success("p1");
+    // A create that fails after admission (the name is taken) gives its charge back.
+    let again = create(&server, pod(ns, "p1", Some(("300m", "100Mi"))), &[]);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    assert_eq!(used(&server, ns, "pods").as_deref(), Some("1"));
     // A dry run is checked but charges nothing.
     create(
         &server,

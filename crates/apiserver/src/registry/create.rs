@@ -100,20 +100,29 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
         }
-        if let Some(ns) = namespace.filter(|_| info.namespaced) {
-            self.admit_quota(info, ns, &obj, opts.dry_run).await?;
-        }
+        let charges = match namespace.filter(|_| info.namespaced) {
+            Some(ns) => Some(self.admit_quota(info, ns, &obj, opts.dry_run).await?),
+            None => None,
+        };
         if opts.dry_run {
             if is_service(info) {
                 self.preview_service_allocation(&mut obj)?;
             }
             return Ok(obj);
         }
+        let written = self.write_new(r, &mut obj).await;
+        if let Some(charges) = charges {
+            self.finish_charges(charges, written.is_ok()).await;
+        }
+        written
+    }
+
+    async fn write_new(&self, r: ObjectRef<'_>, obj: &mut Value) -> Result<Value, ApiError> {
         let key = r.key();
-        let kv = if is_service(info) {
-            self.create_service(&key, &mut obj, r).await?
+        let kv = if is_service(r.info) {
+            self.create_service(&key, obj, r).await?
         } else {
-            let bytes = meta::encode_for_store(&obj)?;
+            let bytes = meta::encode_for_store(obj)?;
             self.store.create(&key, bytes).await.map_err(|e| match e {
                 StoreError::AlreadyExists { .. } => ApiError::already_exists(r.target()),
                 other => ApiError::from_store(other, r.target()),

@@ -98,6 +98,8 @@ pub struct Registry {
     pub catalogue: Arc<Catalogue>,
     pub cache: WatchCache,
     pub config: RegistryConfig,
+    /// `ns/quota` → admissions that charged it and have not written their object yet.
+    quota_in_flight: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl Registry {
@@ -128,6 +130,7 @@ impl Registry {
             catalogue,
             cache,
             config,
+            quota_in_flight: Default::default(),
         }
     }
 

@@ -9,9 +9,12 @@
 //!   the object is written.
 //! - The controller recomputes `status.hard` and `status.used` from a consistent list of
 //!   the objects: at once for a new or changed `spec.hard`, and every [`RESYNC`] for the
-//!   rest, which is how deletions and finished pods give their share back. A quota written
-//!   in the last [`SETTLE`] is left alone: admission charges it just before the object it
-//!   charged for is written, and a recount in between would undo the charge.
+//!   rest, which is how deletions and finished pods give their share back. Admission
+//!   charges a quota just before the object it charged for is written, and a recount in
+//!   between would undo the charge: a quota with an admission of this server in between is
+//!   not recounted, nor one written in the last [`SETTLE`] (another server's admission).
+//! - Every quota that applies is checked before any is charged, and the charges are
+//!   refunded when the object is then not written (a name taken, a store error).
 //!
 //! Upstream's controller runs in kube-controller-manager; here it runs beside the
 //! namespace controller in the API server, which has every kind's objects as JSON at hand.
@@ -69,20 +72,23 @@ impl Registry {
             .collect()
     }
 
-    /// ResourceQuota admission for a new object; charges the quotas unless `dry_run`.
+    /// ResourceQuota admission for a new object: checks every quota that applies first,
+    /// then charges them (unless `dry_run`). The caller hands the result to
+    /// [`Self::finish_charges`] once the object is written or refused.
     pub(super) async fn admit_quota(
         &self,
         info: &ResourceInfo,
         ns: &str,
         obj: &Value,
         dry_run: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Charges, ApiError> {
+        let mut out = Charges {
+            ns: ns.to_string(),
+            charged: Vec::new(),
+        };
         let quotas = self.quotas_in(ns);
-        if quotas.is_empty() {
-            return Ok(());
-        }
-        let Some(quota_info) = self.quota_info().cloned() else {
-            return Ok(());
+        let Some(quota_info) = self.quota_info().cloned().filter(|_| !quotas.is_empty()) else {
+            return Ok(out);
         };
         let name = meta::name(obj).unwrap_or_default().to_string();
         let forbidden = |msg: String| {
@@ -90,7 +96,7 @@ impl Registry {
         };
         let usage = quota::usage(info.group, info.plural, obj, jiff::Timestamp::now());
         let is_pod = info.group.is_empty() && info.plural == "pods";
-        let mut charges: Vec<(String, Usage)> = Vec::new();
+        let mut wanted: Vec<(String, Usage)> = Vec::new();
         for q in &quotas {
             if !quota::in_scope(q, info.group, info.plural, obj) {
                 continue;
@@ -108,50 +114,134 @@ impl Registry {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect();
             if !delta.is_empty() {
-                charges.push((qname, delta));
+                wanted.push((qname, delta));
             }
         }
-        for (qname, delta) in charges {
+        let check = |qname: &str, delta: &Usage, q: &Value| -> Result<Usage, ApiError> {
+            let status_hard = quota::hard_of(q, "/status/hard");
+            if let Some(missing) = delta.keys().find(|k| !status_hard.contains_key(*k)) {
+                return Err(forbidden(format!(
+                    "status unknown for quota: {qname}, resource: {missing}"
+                )));
+            }
+            let used = quota::hard_of(q, "/status/used");
+            let over = quota::exceeded(&status_hard, &used, delta);
+            if !over.is_empty() {
+                let list = |f: &dyn Fn(&(String, _, _, _)) -> String| {
+                    over.iter().map(f).collect::<Vec<_>>().join(",")
+                };
+                return Err(forbidden(format!(
+                    "exceeded quota: {qname}, requested: {}, used: {}, limited: {}",
+                    list(&|(n, d, _, _)| format!("{n}={}", quota::render(n, *d))),
+                    list(&|(n, _, u, _)| format!("{n}={}", quota::render(n, *u))),
+                    list(&|(n, _, _, h)| format!("{n}={}", quota::render(n, *h))),
+                )));
+            }
+            Ok(used)
+        };
+        // Every quota is checked before any is charged, so a refusal charges none.
+        let mut applicable = Vec::new();
+        for (qname, delta) in wanted {
             let r = ObjectRef::new(&quota_info, Some(ns), &qname);
-            let check = |q: &Value| -> Result<Usage, ApiError> {
-                let status_hard = quota::hard_of(q, "/status/hard");
-                if let Some(missing) = delta.keys().find(|k| !status_hard.contains_key(*k)) {
-                    return Err(forbidden(format!(
-                        "status unknown for quota: {qname}, resource: {missing}"
-                    )));
+            match self.read_current(&r.key(), r.target()).await {
+                Ok((current, _)) => {
+                    check(&qname, &delta, &current)?;
+                    applicable.push((qname, delta));
                 }
-                let used = quota::hard_of(q, "/status/used");
-                let over = quota::exceeded(&status_hard, &used, &delta);
-                if !over.is_empty() {
-                    let list = |f: &dyn Fn(&(String, _, _, _)) -> String| {
-                        over.iter().map(f).collect::<Vec<_>>().join(",")
-                    };
-                    return Err(forbidden(format!(
-                        "exceeded quota: {qname}, requested: {}, used: {}, limited: {}",
-                        list(&|(n, d, _, _)| format!("{n}={}", quota::render(n, *d))),
-                        list(&|(n, _, u, _)| format!("{n}={}", quota::render(n, *u))),
-                        list(&|(n, _, _, h)| format!("{n}={}", quota::render(n, *h))),
-                    )));
-                }
-                Ok(used)
-            };
-            if dry_run {
-                let (current, _) = self.read_current(&r.key(), r.target()).await?;
-                check(&current)?;
-                continue;
+                // Deleted since the cache listed it: it no longer applies.
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
             }
-            self.guaranteed_update(r, &Preconditions::default(), false, |mut q: Value| {
-                let mut used = check(&q)?;
-                for (k, v) in &delta {
-                    let total = used.get(k).copied().unwrap_or_default() + *v;
-                    used.insert(k.clone(), total);
-                }
-                set_used(&mut q, &used);
-                Ok(Transition::Write(q))
-            })
-            .await?;
         }
-        Ok(())
+        if dry_run {
+            return Ok(out);
+        }
+        for (qname, delta) in applicable {
+            self.mark_in_flight(ns, &qname, true);
+            let r = ObjectRef::new(&quota_info, Some(ns), &qname);
+            let charged = self
+                .guaranteed_update(r, &Preconditions::default(), false, |mut q: Value| {
+                    let mut used = check(&qname, &delta, &q)?;
+                    for (k, v) in &delta {
+                        let total = used.get(k).copied().unwrap_or_default() + *v;
+                        used.insert(k.clone(), total);
+                    }
+                    set_used(&mut q, &used);
+                    Ok(Transition::Write(q))
+                })
+                .await;
+            match charged {
+                Ok(_) => out.charged.push((qname, delta)),
+                Err(e) if e.code == 404 => self.mark_in_flight(ns, &qname, false),
+                Err(e) => {
+                    // Another writer took the room in between: undo what was charged.
+                    self.mark_in_flight(ns, &qname, false);
+                    self.finish_charges(out, false).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends an admission: refunds the charges if the object was not written, and lets the
+    /// controller recount these quotas again.
+    pub(super) async fn finish_charges(&self, charges: Charges, written: bool) {
+        let Some(quota_info) = self.quota_info().cloned() else {
+            return;
+        };
+        for (qname, delta) in &charges.charged {
+            if !written {
+                let r = ObjectRef::new(&quota_info, Some(&charges.ns), qname);
+                let refunded = self
+                    .guaranteed_update(r, &Preconditions::default(), false, |mut q: Value| {
+                        let mut used = quota::hard_of(&q, "/status/used");
+                        for (k, v) in delta {
+                            let left = used.get(k).copied().unwrap_or_default() - *v;
+                            let left = if left.nanos() < 0 {
+                                Default::default()
+                            } else {
+                                left
+                            };
+                            used.insert(k.clone(), left);
+                        }
+                        set_used(&mut q, &used);
+                        Ok(Transition::Write(q))
+                    })
+                    .await;
+                if let Err(e) = refunded {
+                    // The controller's next recount puts it right.
+                    debug!(quota = %qname, error = %e, "refunding a quota charge failed");
+                }
+            }
+            self.mark_in_flight(&charges.ns, qname, false);
+        }
+    }
+
+    /// Counts admissions between charging a quota and writing their object: the controller
+    /// must not recount a quota while one is in between.
+    fn mark_in_flight(&self, ns: &str, quota: &str, start: bool) {
+        let key = format!("{ns}/{quota}");
+        let mut map = self
+            .quota_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key.clone()).or_insert(0);
+        if start {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&key);
+            }
+        }
+    }
+
+    fn in_flight(&self, ns: &str, quota: &str) -> bool {
+        self.quota_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&format!("{ns}/{quota}"))
     }
 
     /// The quota's status as the objects of its namespace make it now.
@@ -259,6 +349,13 @@ impl Registry {
     }
 }
 
+/// The quotas an admission charged, to refund if its object is not written.
+#[derive(Debug, Default)]
+pub struct Charges {
+    ns: String,
+    charged: Vec<(String, Usage)>,
+}
+
 fn set_used(q: &mut Value, used: &Usage) {
     let rendered: serde_json::Map<String, Value> = used
         .iter()
@@ -279,6 +376,7 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // uid → the resourceVersion last seen and when it was first seen (None: at startup).
     let mut seen: HashMap<String, (String, Option<Instant>)> = HashMap::new();
+    let mut full = true;
     loop {
         if !cacher.ready().await {
             return;
@@ -290,16 +388,17 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
             .map(|o| o.value())
             .collect();
         let now = Instant::now();
-        for q in &quotas {
+        for q in quotas.iter().filter(|q| full || needs_status(q)) {
             let uid = meta::uid(q).unwrap_or_default().to_string();
             let rv = meta::resource_version(q).unwrap_or_default().to_string();
             let entry = seen.entry(uid).or_insert_with(|| (rv.clone(), None));
             if entry.0 != rv {
                 *entry = (rv, Some(now));
             }
-            let new_spec = q.pointer("/status/hard") != q.pointer("/spec/hard");
             let settling = entry.1.is_some_and(|t| now.duration_since(t) < SETTLE);
-            if settling && !new_spec {
+            let ns = meta::namespace(q).unwrap_or_default();
+            let name = meta::name(q).unwrap_or_default();
+            if registry.in_flight(ns, name) || (settling && !needs_status(q)) {
                 continue;
             }
             if let Err(e) = registry.sync_quota(q).await {
@@ -309,8 +408,15 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
         seen.retain(|uid, _| quotas.iter().any(|q| meta::uid(q) == Some(uid.as_str())));
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
-            open = super::changed(&mut live) => if !open { return },
-            _ = tick.tick() => {}
+            // A quota's own change only matters when its spec.hard moved; a charge or this
+            // loop's write needs no recount before the next tick.
+            open = super::changed(&mut live) => { if !open { return } full = false; }
+            _ = tick.tick() => full = true,
         }
     }
+}
+
+/// A quota whose status does not show its current `spec.hard` yet (new or edited).
+fn needs_status(q: &Value) -> bool {
+    q.pointer("/status/hard") != q.pointer("/spec/hard")
 }
