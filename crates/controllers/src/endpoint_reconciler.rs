@@ -5,17 +5,19 @@
 //! `kube-system` (labelled [`LEASE_LABEL`], holder `IP:PORT`, [`Config::lease_duration`])
 //! and writes `default/kubernetes` Endpoints and EndpointSlices listing every server whose
 //! Lease is live. A server that stops cleanly deletes its Lease and takes itself out at
-//! once; one that dies drops out when its Lease expires. Servers on one store write the
-//! same content from the same Leases, so their writes agree.
+//! once; one that dies drops out when its Lease expires. Expiry is judged by when this
+//! server saw the Lease last change, on its own clock (as leader election does), so servers
+//! whose clocks disagree do not drop each other.
 //!
 //! Upstream keeps one port for all API servers. Flotilla's servers may listen on different
 //! ports (tests do), so the Endpoints get one subset per port and each port its own slice:
 //! `kubernetes` for the lowest, `kubernetes-<port>` for the others.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -86,6 +88,7 @@ pub async fn run(client: kube::Client, config: Config, shutdown: impl Future<Out
 
 struct Reconciler {
     config: Config,
+    observed: Mutex<Observed>,
     leases: Api<Lease>,
     endpoints: Api<Endpoints>,
     slices: Api<EndpointSlice>,
@@ -95,6 +98,7 @@ impl Reconciler {
     fn new(client: kube::Client, config: Config) -> Self {
         Reconciler {
             config,
+            observed: Mutex::default(),
             leases: Api::namespaced(client.clone(), LEASE_NAMESPACE),
             endpoints: Api::namespaced(client.clone(), NAMESPACE),
             slices: Api::namespaced(client, NAMESPACE),
@@ -142,7 +146,11 @@ impl Reconciler {
             .leases
             .list(&ListParams::default().labels(LEASE_LABEL))
             .await?;
-        let mut live = live_endpoints(&leases.items, now);
+        let mut live = self
+            .observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .live(&leases.items, Instant::now(), now);
         live.retain(|a| Some(*a) != gone);
         self.write_endpoints(&live).await?;
         self.write_slices(&live).await
@@ -268,24 +276,59 @@ fn own_lease(config: &Config, now: Timestamp) -> Lease {
     }
 }
 
-/// The servers whose Lease was renewed within its duration, sorted, without duplicates.
-pub fn live_endpoints(leases: &[Lease], now: Timestamp) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = leases
-        .iter()
-        .filter_map(|l| {
-            let spec = l.spec.as_ref()?;
-            let addr: SocketAddr = spec.holder_identity.as_deref()?.parse().ok()?;
-            let renewed = spec.renew_time.as_ref()?.0;
-            let duration = i64::from(spec.lease_duration_seconds?);
-            let expires = renewed
-                .checked_add(jiff::SignedDuration::from_secs(duration))
-                .ok()?;
-            (expires > now).then_some(addr)
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+/// How far the holders' clocks may be off this server's before a Lease long expired by its
+/// own `renewTime` is not believed live on first sight.
+const CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// When this server saw each Lease change: liveness is judged on its own clock, as leader
+/// election judges a Lease, so servers whose clocks differ do not drop each other.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Lease name → (resourceVersion, when this server first saw it).
+    seen: HashMap<String, (String, Instant)>,
+}
+
+impl Observed {
+    /// The servers whose Lease changed within its duration by this server's clock, sorted
+    /// and without duplicates. A Lease seen for the first time counts from now, unless its
+    /// own `renewTime` says it expired long ago (a server gone before this one started).
+    pub fn live(&mut self, leases: &[Lease], now: Instant, wall: Timestamp) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        let mut current = HashMap::new();
+        for l in leases {
+            let (Some(name), Some(spec)) = (l.metadata.name.clone(), l.spec.as_ref()) else {
+                continue;
+            };
+            let rv = l.metadata.resource_version.clone().unwrap_or_default();
+            let since = match self.seen.get(&name) {
+                Some((seen_rv, at)) if *seen_rv == rv => *at,
+                _ => now,
+            };
+            current.insert(name, (rv, since));
+            let Some(addr) = spec
+                .holder_identity
+                .as_deref()
+                .and_then(|h| h.parse::<SocketAddr>().ok())
+            else {
+                continue;
+            };
+            let duration = spec
+                .lease_duration_seconds
+                .map_or(0, |d| u64::try_from(d).unwrap_or(0));
+            let fresh = now.duration_since(since) < Duration::from_secs(duration);
+            let long_expired = spec.renew_time.as_ref().is_none_or(|t| {
+                t.0.checked_add(jiff::SignedDuration::from_secs(duration as i64) + CLOCK_SKEW)
+                    .is_ok_and(|end| end < wall)
+            });
+            if fresh && !long_expired {
+                out.push(addr);
+            }
+        }
+        self.seen = current;
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// One subset per port, addresses sorted.
@@ -411,23 +454,40 @@ mod tests {
     }
 
     #[test]
-    fn only_unexpired_leases_count() {
-        let leases = [
-            lease("10.0.0.2:6443", 0, 15),
-            lease("10.0.0.1:6443", 10, 15),
-            lease("10.0.0.3:6443", -20, 15),
-            lease("not an address", 10, 15),
-            lease("10.0.0.1:6443", 9, 15),
-        ];
-        let live = live_endpoints(&leases, ts(14));
+    fn liveness_is_judged_by_this_servers_clock() {
+        let named = |name: &str, rv: &str, mut l: Lease| {
+            l.metadata.name = Some(name.into());
+            l.metadata.resource_version = Some(rv.into());
+            l
+        };
+        let t0 = Instant::now();
+        let wall = ts(100);
+        let mut obs = Observed::default();
+        // b's clock is 30 s behind ours: its renewTime looks stale, yet it renews.
+        let a = named("a", "1", lease("10.0.0.1:6443", 100, 15));
+        let b = named("b", "7", lease("10.0.0.2:6443", 70, 15));
+        let gone = named("gone", "3", lease("10.0.0.3:6443", -1000, 15));
+        let junk = named("junk", "4", lease("not an address", 100, 15));
         let want: Vec<SocketAddr> = vec![
             "10.0.0.1:6443".parse().unwrap(),
             "10.0.0.2:6443".parse().unwrap(),
         ];
-        assert_eq!(live, want);
-        // At exactly renewTime + duration a Lease has expired.
-        assert_eq!(live_endpoints(&leases, ts(15)), want[..1]);
-        assert!(live_endpoints(&[Lease::default()], ts(0)).is_empty());
+        let all = [a.clone(), b.clone(), gone.clone(), junk];
+        assert_eq!(
+            obs.live(&all, t0, wall),
+            want,
+            "long expired or unparsable: out"
+        );
+        // 14 s later, unchanged: still live; at 15 s unchanged Leases expire.
+        assert_eq!(obs.live(&all, t0 + Duration::from_secs(14), wall), want);
+        let b2 = named("b", "8", lease("10.0.0.2:6443", 84, 15));
+        let later = [a, b2, gone];
+        assert_eq!(
+            obs.live(&later, t0 + Duration::from_secs(15), wall),
+            want[1..],
+            "only the renewed one"
+        );
+        assert!(obs.live(&[Lease::default()], t0, wall).is_empty());
     }
 
     #[test]

@@ -395,7 +395,7 @@ mod tests {
         ])
         .unwrap();
         let e = w.args.options.config(w.args.data_dir.clone()).unwrap_err();
-        assert!(e.to_string().contains("above the high threshold"), "{e}");
+        assert!(e.to_string().contains("must be less than"), "{e}");
     }
 
     #[test]

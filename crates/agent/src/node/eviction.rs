@@ -3,8 +3,8 @@
 //! a signal falls below its threshold, and allocatable is capacity minus the thresholds.
 //!
 //! Flotilla keeps images and pod data under one data dir, so `imagefs.available` measures
-//! the same filesystem as `nodefs.available`; either may be given and the stricter one
-//! wins. The kubelet has no default PID threshold; Flotilla's default reports PIDPressure
+//! the same filesystem as `nodefs.available`: both are checked against it, and allocatable
+//! keeps back the larger. The kubelet has no default PID threshold; Flotilla's default reports PIDPressure
 //! when fewer than 10% of `pid_max` process IDs remain.
 
 use std::fmt;
@@ -52,6 +52,7 @@ impl fmt::Display for Threshold {
 pub struct EvictionThresholds {
     pub memory_available: Option<Threshold>,
     pub nodefs_available: Option<Threshold>,
+    pub imagefs_available: Option<Threshold>,
     pub pid_available: Option<Threshold>,
 }
 
@@ -60,6 +61,7 @@ impl Default for EvictionThresholds {
         EvictionThresholds {
             memory_available: Some(Threshold::Amount(100 << 20)),
             nodefs_available: Some(Threshold::BasisPoints(1_000)),
+            imagefs_available: None,
             pid_available: Some(Threshold::BasisPoints(1_000)),
         }
     }
@@ -88,6 +90,7 @@ impl EvictionThresholds {
         let mut out = EvictionThresholds {
             memory_available: None,
             nodefs_available: None,
+            imagefs_available: None,
             pid_available: None,
         };
         let mut seen: Vec<&str> = Vec::new();
@@ -103,12 +106,8 @@ impl EvictionThresholds {
             let threshold = parse_value(item, value)?;
             match signal {
                 "memory.available" => out.memory_available = Some(threshold),
-                "nodefs.available" | "imagefs.available" => {
-                    out.nodefs_available = Some(match out.nodefs_available {
-                        Some(other) => stricter(other, threshold),
-                        None => threshold,
-                    });
-                }
+                "nodefs.available" => out.nodefs_available = Some(threshold),
+                "imagefs.available" => out.imagefs_available = Some(threshold),
                 "pid.available" => out.pid_available = Some(threshold),
                 _ => return Err(ThresholdError::Signal(signal.to_string())),
             }
@@ -122,8 +121,10 @@ impl EvictionThresholds {
     }
 
     pub fn disk_pressure(&self, d: FsUsage) -> bool {
-        self.nodefs_available
-            .is_some_and(|t| t.crossed(d.available_bytes, d.capacity_bytes))
+        [self.nodefs_available, self.imagefs_available]
+            .into_iter()
+            .flatten()
+            .any(|t| t.crossed(d.available_bytes, d.capacity_bytes))
     }
 
     pub fn pid_pressure(&self, p: PidUsage) -> bool {
@@ -141,8 +142,12 @@ impl EvictionThresholds {
 
     /// Ephemeral storage kept back from allocatable out of `capacity` bytes.
     pub fn reserved_storage(&self, capacity: u64) -> u64 {
-        self.nodefs_available
-            .map_or(0, |t| t.amount(capacity).min(capacity))
+        [self.nodefs_available, self.imagefs_available]
+            .into_iter()
+            .flatten()
+            .map(|t| t.amount(capacity).min(capacity))
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -151,23 +156,13 @@ impl fmt::Display for EvictionThresholds {
         let parts: Vec<String> = [
             ("memory.available", self.memory_available),
             ("nodefs.available", self.nodefs_available),
+            ("imagefs.available", self.imagefs_available),
             ("pid.available", self.pid_available),
         ]
         .into_iter()
         .filter_map(|(s, t)| t.map(|t| format!("{s}<{t}")))
         .collect();
         f.write_str(&parts.join(","))
-    }
-}
-
-/// The threshold leaving less room free: the one that turns pressure on sooner can only be
-/// compared on one capacity, so a percentage is compared as if against 1 TiB.
-fn stricter(a: Threshold, b: Threshold) -> Threshold {
-    const REFERENCE: u64 = 1 << 40;
-    if a.amount(REFERENCE) >= b.amount(REFERENCE) {
-        a
-    } else {
-        b
     }
 }
 
@@ -223,17 +218,27 @@ mod tests {
             EvictionThresholds {
                 memory_available: None,
                 nodefs_available: None,
+                imagefs_available: None,
                 pid_available: None
             }
         );
     }
 
     #[test]
-    fn imagefs_shares_the_data_dir_and_the_stricter_wins() {
-        let t = EvictionThresholds::parse("nodefs.available<10%,imagefs.available<15%").unwrap();
-        assert_eq!(t.nodefs_available, Some(Threshold::BasisPoints(1_500)));
-        let t = EvictionThresholds::parse("imagefs.available<1Gi,nodefs.available<5%").unwrap();
-        assert_eq!(t.nodefs_available, Some(Threshold::BasisPoints(500)));
+    fn imagefs_is_the_data_dir_too_and_both_thresholds_hold() {
+        let t = EvictionThresholds::parse("nodefs.available<10%,imagefs.available<50Gi").unwrap();
+        let disk = |avail_gib: u64| FsUsage {
+            capacity_bytes: 100 << 30,
+            available_bytes: avail_gib << 30,
+        };
+        // 40 GiB free: above 10%, below 50Gi.
+        assert!(t.disk_pressure(disk(40)));
+        assert!(!t.disk_pressure(disk(60)));
+        assert_eq!(t.reserved_storage(100 << 30), 50 << 30);
+        assert_eq!(
+            t.to_string(),
+            "nodefs.available<10%,imagefs.available<53687091200"
+        );
     }
 
     #[test]

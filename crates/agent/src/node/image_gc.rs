@@ -32,14 +32,14 @@ impl Default for ImageGcPolicy {
 }
 
 impl ImageGcPolicy {
-    /// Checks the kubelet's rules: both within 0–100, low not above high.
+    /// Checks the kubelet's rules: both within 0–100, low below high.
     pub fn validate(&self) -> Result<(), String> {
         if self.high_percent > 100 || self.low_percent > 100 {
             return Err("image GC thresholds are percentages, 0 to 100".into());
         }
-        if self.low_percent > self.high_percent {
+        if self.low_percent >= self.high_percent {
             return Err(format!(
-                "image GC low threshold {} is above the high threshold {}",
+                "--image-gc-low-threshold ({}) must be less than --image-gc-high-threshold ({})",
                 self.low_percent, self.high_percent
             ));
         }
@@ -225,6 +225,7 @@ mod tests {
         };
         assert!(bad(101, 80).validate().is_err());
         assert!(bad(70, 80).validate().is_err());
-        assert!(bad(100, 100).validate().is_ok());
+        assert!(bad(80, 80).validate().is_err());
+        assert!(bad(100, 99).validate().is_ok());
     }
 }

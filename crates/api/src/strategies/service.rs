@@ -42,6 +42,8 @@ pub(crate) fn is_valid_ip(s: &str) -> bool {
 /// link-local addresses make no sense as a backend (link-local ones tend to be node
 /// services, such as a metadata server).
 pub(crate) fn special_ip_error(ip: IpAddr) -> Option<String> {
+    // An IPv4-mapped IPv6 address is judged as the IPv4 address it is, as Go's net.IP does.
+    let ip = ip.to_canonical();
     let (link_local, link_local_multicast) = match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
@@ -692,12 +694,13 @@ mod tests {
         assert_eq!(messages(&EndpointsStrategy.validate(&ep)), vec![
             "subsets[0].addresses[1].ip: Invalid value: \"nope\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]);
         assert!(EndpointsStrategy.allow_create_on_update());
-        let special = json!({"subsets": [{"addresses": [{"ip": "127.0.0.1"}, {"ip": "0.0.0.0"}],
+        let special = json!({"subsets": [{"addresses": [{"ip": "127.0.0.1"}, {"ip": "0.0.0.0"}, {"ip": "::ffff:127.0.0.1"}],
             "notReadyAddresses": [{"ip": "169.254.169.254"}, {"ip": "fe80::1"}, {"ip": "224.0.0.5"},
                 {"ip": "ff02::1"}, {"ip": "192.0.2.1"}]}]});
         assert_eq!(messages(&EndpointsStrategy.validate(&special)), vec![
             "subsets[0].addresses[0].ip: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
             "subsets[0].addresses[1].ip: Invalid value: \"0.0.0.0\": may not be unspecified (0.0.0.0)",
+            "subsets[0].addresses[2].ip: Invalid value: \"::ffff:127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
             "subsets[0].notReadyAddresses[0].ip: Invalid value: \"169.254.169.254\": may not be in the link-local range (169.254.0.0/16, fe80::/10)",
             "subsets[0].notReadyAddresses[1].ip: Invalid value: \"fe80::1\": may not be in the link-local range (169.254.0.0/16, fe80::/10)",
             "subsets[0].notReadyAddresses[2].ip: Invalid value: \"224.0.0.5\": may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",

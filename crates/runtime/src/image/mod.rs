@@ -611,8 +611,9 @@ impl ImageService for ImageStore {
             .filter_map(|k| self.find_cached(k).map(|r| r.id))
             .collect();
         let now = jiff::Timestamp::now();
-        let old_enough =
-            |r: &ImageRecord| now.duration_since(r.last_used).unsigned_abs() >= min_age;
+        // A last use in the future (the clock stepped back) is as recent as can be.
+        let min_age = jiff::SignedDuration::try_from(min_age).unwrap_or(jiff::SignedDuration::MAX);
+        let old_enough = |r: &ImageRecord| now.duration_since(r.last_used) >= min_age;
         let mut candidates: Vec<ImageRecord> = lock(&self.inner.records)
             .values()
             .filter(|r| !keep.contains(&r.id) && old_enough(r))
