@@ -20,6 +20,7 @@ pub mod job;
 pub mod leader_election;
 pub mod node_lifecycle;
 pub mod nodeipam;
+pub mod podgc;
 pub mod replicaset;
 pub mod runner;
 pub mod serviceaccount;

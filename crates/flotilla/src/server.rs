@@ -469,6 +469,7 @@ async fn run_controllers(
     controller!("endpoints", shared controllers::endpoints::run);
     controller!("endpointslice", shared controllers::endpointslice::run);
     controller!("serviceaccount", controllers::serviceaccount::run);
+    controller!("pod-garbage-collector", shared controllers::podgc::run);
     {
         let informers = informers.clone();
         let stop = stopped(stop.clone());
