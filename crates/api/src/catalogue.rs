@@ -472,6 +472,18 @@ static BUILTIN: &[ResourceInfo] = &[
             CLUSTER,
         )
     },
+    // policy/v1
+    ResourceInfo {
+        short_names: &["pdb"],
+        subresources: &[status("policy", "PodDisruptionBudget")],
+        ..v1(
+            "policy",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            "poddisruptionbudget",
+            NAMESPACED,
+        )
+    },
     // scheduling.k8s.io/v1
     ResourceInfo {
         short_names: &["pc"],
@@ -513,8 +525,8 @@ mod tests {
     use k8s_openapi::api::{
         apps::v1 as apps, authorization::v1 as authz, batch::v1 as batch,
         coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-        events::v1 as events, networking::v1 as networking, scheduling::v1 as scheduling,
-        storage::v1 as storage,
+        events::v1 as events, networking::v1 as networking, policy::v1 as policy,
+        scheduling::v1 as scheduling, storage::v1 as storage,
     };
     use k8s_openapi::{NamespaceResourceScope, Resource};
 
@@ -566,10 +578,11 @@ mod tests {
         check::<networking::IngressClass>(&cat);
         check::<networking::NetworkPolicy>(&cat);
         check::<scheduling::PriorityClass>(&cat);
+        check::<policy::PodDisruptionBudget>(&cat);
         check::<storage::StorageClass>(&cat);
         check::<authz::SelfSubjectAccessReview>(&cat);
         check::<authz::SelfSubjectRulesReview>(&cat);
-        assert_eq!(cat.iter().count(), 31);
+        assert_eq!(cat.iter().count(), 32);
     }
 
     #[test]
@@ -671,6 +684,6 @@ mod tests {
         let groups = Catalogue::builtin().groups();
         assert_eq!(groups[0], ("", vec!["v1"]));
         assert_eq!(groups[1].0, "apps");
-        assert_eq!(groups.len(), 10);
+        assert_eq!(groups.len(), 11);
     }
 }

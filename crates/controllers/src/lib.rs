@@ -10,6 +10,7 @@ pub mod controller_utils;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoint_reconciler;
 pub mod endpoints;
 pub mod endpointslice;

@@ -470,6 +470,7 @@ async fn run_controllers(
     controller!("endpointslice", shared controllers::endpointslice::run);
     controller!("serviceaccount", controllers::serviceaccount::run);
     controller!("pod-garbage-collector", shared controllers::podgc::run);
+    controller!("disruption", shared controllers::disruption::run);
     {
         let informers = informers.clone();
         let stop = stopped(stop.clone());

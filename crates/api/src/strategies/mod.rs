@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod cluster;
 pub mod config;
+pub mod disruption;
 pub mod events;
 pub mod json;
 pub mod networking;
@@ -50,6 +51,7 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
         ("coordination.k8s.io", "Lease") => &policy::LeaseStrategy,
         ("", "LimitRange") => &policy::LimitRangeStrategy,
         ("", "ResourceQuota") => &policy::ResourceQuotaStrategy,
+        ("policy", "PodDisruptionBudget") => &disruption::PodDisruptionBudgetStrategy,
         ("rbac.authorization.k8s.io", "Role") => &rbac::RoleStrategy { namespaced: true },
         ("rbac.authorization.k8s.io", "ClusterRole") => &rbac::RoleStrategy { namespaced: false },
         ("rbac.authorization.k8s.io", "RoleBinding") => {

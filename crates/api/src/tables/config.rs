@@ -95,6 +95,37 @@ impl TablePrinter for ServiceAccountPrinter {
     }
 }
 
+pub struct PodDisruptionBudgetPrinter;
+
+const PDB_COLUMNS: &[Column] = &[
+    NAME,
+    col("Min Available", "string", "The minimum number of pods that must be available simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
+    col("Max Unavailable", "string", "The maximum number of pods that may be unavailable simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
+    col("Allowed Disruptions", "integer", "Number of pod disruptions that are currently allowed."),
+    AGE,
+];
+
+impl TablePrinter for PodDisruptionBudgetPrinter {
+    fn columns(&self) -> Vec<Column> {
+        PDB_COLUMNS.to_vec()
+    }
+
+    fn cells(&self, obj: &Value, now: Timestamp) -> Vec<Value> {
+        let int_or_percent = |p: &str| match obj.pointer(p) {
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            _ => "N/A".to_string(),
+        };
+        vec![
+            name(obj),
+            json!(int_or_percent("/spec/minAvailable")),
+            json!(int_or_percent("/spec/maxUnavailable")),
+            json!(int_at(obj, "/status/disruptionsAllowed")),
+            age(obj, now),
+        ]
+    }
+}
+
 pub struct ResourceQuotaPrinter;
 
 const RESOURCE_QUOTA_COLUMNS: &[Column] = &[

@@ -29,6 +29,7 @@ pub(crate) fn printer(group: &str, kind: &str) -> Option<&'static dyn TablePrint
         ("", "Secret") => &config::SecretPrinter,
         ("", "ServiceAccount") => &config::ServiceAccountPrinter,
         ("", "ResourceQuota") => &config::ResourceQuotaPrinter,
+        ("policy", "PodDisruptionBudget") => &config::PodDisruptionBudgetPrinter,
         ("", "Service") => &networking::ServicePrinter,
         ("", "Endpoints") => &networking::EndpointsPrinter,
         ("", "Event") => &event::CORE_EVENTS,

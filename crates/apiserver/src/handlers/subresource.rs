@@ -423,8 +423,52 @@ pub async fn evict(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
         },
         dry_run: ctx.query.dry_run()?,
     };
-    ctx.state.registry.delete(ctx.object_ref(), &opts).await?;
+    let registry = &ctx.state.registry;
+    let r = ctx.object_ref();
+    let (pod, _) = registry.read_current(&r.key(), r.target()).await?;
+    registry.admit_eviction(&pod, opts.dry_run).await?;
+    if !opts.dry_run {
+        mark_disruption_target(registry, r).await?;
+    }
+    registry.delete(r, &opts).await?;
     Ok(success(StatusCode::CREATED))
+}
+
+/// The condition upstream's eviction gives a pod it deletes, so that its controller (a Job's
+/// podFailurePolicy, say) can tell a disruption from a failure.
+async fn mark_disruption_target(registry: &Registry, r: ObjectRef<'_>) -> Result<(), ApiError> {
+    let now = meta::now_rfc3339();
+    let marked = registry
+        .guaranteed_update(r, &Preconditions::default(), false, |mut pod: Value| {
+            let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+            if matches!(phase, Some("Succeeded" | "Failed")) {
+                return Ok(Transition::Unchanged(pod));
+            }
+            let mut conditions: Vec<Value> = pod
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .map(|cs| {
+                    cs.iter()
+                        .filter(|c| c["type"] != "DisruptionTarget")
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            conditions.push(json!({"type": "DisruptionTarget", "status": "True",
+                "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting",
+                "lastTransitionTime": now}));
+            if !pod["status"].is_object() {
+                pod["status"] = json!({});
+            }
+            pod["status"]["conditions"] = json!(conditions);
+            Ok(Transition::Write(pod))
+        })
+        .await;
+    match marked {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

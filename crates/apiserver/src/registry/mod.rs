@@ -12,6 +12,7 @@
 mod create;
 pub mod default_storage_class;
 mod delete;
+pub mod eviction;
 pub mod field_selector;
 pub mod label_selector;
 mod list;
