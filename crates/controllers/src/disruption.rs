@@ -3,12 +3,14 @@
 //! whether a pod may go (and records it in `disruptedPods` when it does).
 //!
 //! - Pods: those in the budget's namespace its selector matches (an empty selector matches
-//!   all of them); healthy means Ready and not being deleted, minus pods an eviction just
-//!   took (`disruptedPods`, for two minutes or until the pod is seen going).
+//!   all of them, no selector none, as policy/v1 has it); healthy means Ready and not being
+//!   deleted, minus pods an eviction just took (`disruptedPods`, for two minutes or until
+//!   the pod is seen going).
 //! - `minAvailable: N`: N healthy wanted out of the pods there are. A percentage, or
 //!   `maxUnavailable`, is taken of the replicas of the pods' controllers (a Deployment through
-//!   its ReplicaSet, a ReplicaSet, a StatefulSet); a pod without one makes the sync fail and
-//!   allows no disruption, as upstream.
+//!   its ReplicaSet, a ReplicaSet, a StatefulSet); pods without a controller are left out of
+//!   that count, as upstream; a controller of another kind makes the sync fail and allows
+//!   no disruption.
 //! - `disruptionsAllowed = currentHealthy − desiredHealthy` (never below 0), with the
 //!   `DisruptionAllowed` condition (SufficientPods / InsufficientPods / SyncFailed).
 
@@ -119,7 +121,7 @@ pub fn desired(
     scale: Option<i32>,
 ) -> Result<(i32, i32), String> {
     let spec = pdb.spec.clone().unwrap_or_default();
-    let no_scale = || "found no controllers for the pods".to_string();
+    let no_scale = || "the pods have a controller without a known scale".to_string();
     if let Some(max) = &spec.max_unavailable {
         let expected = scale.ok_or_else(no_scale)?;
         let unavailable = scaled(max, expected).ok_or("invalid maxUnavailable")?;
@@ -181,15 +183,14 @@ pub fn kept_disrupted(
 async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = pdb.namespace().unwrap_or_default();
     let now = jiff::Timestamp::now();
-    let selector = pdb
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.clone())
-        .unwrap_or_default();
-    let pods: Vec<Arc<Pod>> = ctx.pods.state_filter(|p| {
-        p.namespace().as_deref() == Some(ns.as_str())
-            && api::selectors::label_selector_matches(&selector, p.metadata.labels.as_ref())
-    });
+    let selector = pdb.spec.as_ref().and_then(|s| s.selector.clone());
+    let pods: Vec<Arc<Pod>> = match &selector {
+        None => Vec::new(),
+        Some(sel) => ctx.pods.state_filter(|p| {
+            p.namespace().as_deref() == Some(ns.as_str())
+                && api::selectors::label_selector_matches(sel, p.metadata.labels.as_ref())
+        }),
+    };
     let needs_scale = pdb.spec.as_ref().is_some_and(|s| {
         s.max_unavailable.is_some() || matches!(s.min_available, Some(IntOrString::String(_)))
     });
@@ -325,8 +326,8 @@ fn condition(
            "observedGeneration": generation, "lastTransitionTime": since})
 }
 
-/// The replicas of the pods' controllers, each counted once; None if a pod has none (or
-/// one whose kind has no known scale).
+/// The replicas of the pods' controllers, each counted once (and each read once); pods
+/// without a controller add nothing. None for a controller of a kind without a known scale.
 async fn expected_scale(
     client: &kube::Client,
     ns: &str,
@@ -336,6 +337,7 @@ async fn expected_scale(
     let deploy_api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut owners_seen: BTreeSet<String> = BTreeSet::new();
     let mut total = 0;
     for pod in pods {
         let Some(owner) = pod
@@ -343,8 +345,11 @@ async fn expected_scale(
             .iter()
             .find(|o| o.controller == Some(true))
         else {
-            return Ok(None);
+            continue;
         };
+        if !owners_seen.insert(owner.uid.clone()) {
+            continue;
+        }
         let replicas = match owner.kind.as_str() {
             "ReplicaSet" => {
                 let Some(rs) = rs_api.get_opt(&owner.name).await? else {

@@ -7,7 +7,7 @@
 //!   agent will ever confirm their deletion;
 //! - terminating pods on a node tainted `node.kubernetes.io/out-of-service` that is not
 //!   Ready are marked Failed and force-deleted (non-graceful node shutdown);
-//! - terminating pods that were never scheduled are force-deleted;
+//! - terminating pods that were never scheduled are marked Failed and force-deleted;
 //! - past [`Config::terminated_pod_threshold`] finished pods, the oldest go.
 //!
 //! It reads the controller manager's shared pod and node stores.
@@ -114,7 +114,7 @@ async fn pass(
             continue;
         }
         for pod in pods.iter().filter(|p| node_of(p) == Some(node.as_str())) {
-            mark_failed_and_delete(client, pod, Some("PodGC: node no longer exists")).await?;
+            logged(mark_failed_and_delete(client, pod, Some("PodGC: node no longer exists")).await);
         }
         missing_since.remove(node);
     }
@@ -124,19 +124,27 @@ async fn pass(
             .iter()
             .filter(|p| node_of(p) == Some(name) && p.metadata.deletion_timestamp.is_some())
         {
-            mark_failed_and_delete(client, pod, None).await?;
+            logged(mark_failed_and_delete(client, pod, None).await);
         }
     }
+    // Never scheduled, so no node will finish them: Failed (a Job counts them), and gone.
     for pod in pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_some() && node_of(p).is_none())
     {
-        force_delete(client, pod).await?;
+        logged(mark_failed_and_delete(client, pod, None).await);
     }
     for pod in terminated_excess(pods, config.terminated_pod_threshold) {
-        force_delete(client, pod).await?;
+        logged(force_delete(client, pod).await);
     }
     Ok(())
+}
+
+/// One pod's failure does not stop the pass for the others.
+fn logged(result: Result<(), Error>) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "pod garbage collection of one pod failed; retried next period");
+    }
 }
 
 fn node_of(pod: &Pod) -> Option<&str> {
@@ -162,16 +170,13 @@ pub fn missing_nodes(pods: &[Arc<Pod>], known: &BTreeSet<&str>) -> BTreeSet<Stri
         .collect()
 }
 
-/// A node tainted out-of-service (NoExecute) whose Ready condition is not True.
+/// A node tainted out-of-service (any effect) whose Ready condition is not True.
 pub fn out_of_service(node: &Node) -> bool {
     let tainted = node
         .spec
         .as_ref()
         .and_then(|s| s.taints.as_ref())
-        .is_some_and(|ts| {
-            ts.iter()
-                .any(|t| t.key == TAINT_OUT_OF_SERVICE && t.effect == "NoExecute")
-        });
+        .is_some_and(|ts| ts.iter().any(|t| t.key == TAINT_OUT_OF_SERVICE));
     let ready = node
         .status
         .as_ref()
@@ -188,7 +193,8 @@ pub fn terminated_excess(pods: &[Arc<Pod>], threshold: usize) -> Vec<&Pod> {
         .map(|p| p.as_ref())
         .filter(|p| is_terminal(p) && p.metadata.deletion_timestamp.is_none())
         .collect();
-    if done.len() <= threshold {
+    // 0 turns the cap off, as upstream's `--terminated-pod-gc-threshold` <= 0 does.
+    if threshold == 0 || done.len() <= threshold {
         return Vec::new();
     }
     done.sort_by(|a, b| {
@@ -324,6 +330,7 @@ mod tests {
         let names = |v: Vec<&Pod>| -> Vec<String> { v.iter().map(|p| p.name_any()).collect() };
         assert_eq!(names(terminated_excess(&pods, 1)), ["old", "mid"]);
         assert!(terminated_excess(&pods, 3).is_empty());
+        assert!(terminated_excess(&pods, 0).is_empty(), "0 is off");
     }
 
     #[test]
@@ -340,6 +347,9 @@ mod tests {
         assert!(out_of_service(&node(true, "Unknown")));
         assert!(!out_of_service(&node(true, "True")));
         assert!(!out_of_service(&node(false, "False")));
+        let mut no_schedule = node(true, "False");
+        no_schedule.spec.as_mut().unwrap().taints.as_mut().unwrap()[0].effect = "NoSchedule".into();
+        assert!(out_of_service(&no_schedule));
     }
 
     #[test]

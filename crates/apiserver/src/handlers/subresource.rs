@@ -423,12 +423,20 @@ pub async fn evict(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
         },
         dry_run: ctx.query.dry_run()?,
     };
+    let mut opts = opts;
     let registry = &ctx.state.registry;
     let r = ctx.object_ref();
     let (pod, _) = registry.read_current(&r.key(), r.target()).await?;
+    // The client's preconditions hold before a disruption is taken for this pod.
+    opts.preconditions.check(&pod, r)?;
     registry.admit_eviction(&pod, opts.dry_run).await?;
     if !opts.dry_run {
-        mark_disruption_target(registry, r).await?;
+        if let Some(rv) = mark_disruption_target(registry, r, &opts.preconditions).await? {
+            // The condition's write moved the resourceVersion the client pinned.
+            if opts.preconditions.resource_version.is_some() {
+                opts.preconditions.resource_version = Some(rv);
+            }
+        }
     }
     registry.delete(r, &opts).await?;
     Ok(success(StatusCode::CREATED))
@@ -436,10 +444,14 @@ pub async fn evict(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
 
 /// The condition upstream's eviction gives a pod it deletes, so that its controller (a Job's
 /// podFailurePolicy, say) can tell a disruption from a failure.
-async fn mark_disruption_target(registry: &Registry, r: ObjectRef<'_>) -> Result<(), ApiError> {
+async fn mark_disruption_target(
+    registry: &Registry,
+    r: ObjectRef<'_>,
+    preconditions: &Preconditions,
+) -> Result<Option<String>, ApiError> {
     let now = meta::now_rfc3339();
     let marked = registry
-        .guaranteed_update(r, &Preconditions::default(), false, |mut pod: Value| {
+        .guaranteed_update(r, preconditions, false, |mut pod: Value| {
             let phase = pod.pointer("/status/phase").and_then(Value::as_str);
             if matches!(phase, Some("Succeeded" | "Failed")) {
                 return Ok(Transition::Unchanged(pod));
@@ -465,8 +477,8 @@ async fn mark_disruption_target(registry: &Registry, r: ObjectRef<'_>) -> Result
         })
         .await;
     match marked {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 404 => Ok(()),
+        Ok(pod) => Ok(meta::resource_version(&pod).map(str::to_string)),
+        Err(e) if e.code == 404 => Ok(None),
         Err(e) => Err(e),
     }
 }

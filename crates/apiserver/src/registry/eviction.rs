@@ -107,6 +107,22 @@ pub fn take_disruption(pdb: &Value, pod_name: &str, now: &str) -> Result<Value, 
         out["status"]["disruptedPods"] = json!({});
     }
     out["status"]["disruptedPods"][pod_name] = json!(now);
+    if allowed == 1 {
+        // None left: the condition says so at once, as upstream's eviction does.
+        let mut conditions: Vec<Value> = out["status"]["conditions"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .filter(|c| c["type"] != "DisruptionAllowed")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        conditions.push(json!({"type": "DisruptionAllowed", "status": "False",
+            "reason": "InsufficientPods", "message": "", "lastTransitionTime": now,
+            "observedGeneration": observed}));
+        out["status"]["conditions"] = json!(conditions);
+    }
     Ok(out)
 }
 
@@ -125,12 +141,11 @@ impl Registry {
             .pointer("/metadata/labels")
             .cloned()
             .and_then(|l| serde_json::from_value(l).ok());
-        let prefix = format!("{}{ns}/", info.storage_prefix());
+        // A consistent list, not the watch cache: a budget just made must not be missed.
         let budgets: Vec<Value> = self
-            .cache
-            .cacher(&info.storage_prefix())
-            .snapshot(&prefix)
-            .0
+            .list(&info, Some(&ns), &super::ListParams::default())
+            .await?
+            .items
             .iter()
             .map(|o| o.value())
             .filter(|b| selects(b, labels.as_ref()))
@@ -192,6 +207,7 @@ mod tests {
         let out = take_disruption(&pdb(1, 1, 1), "p", "2026-01-01T00:00:00Z").unwrap();
         assert_eq!(out["status"]["disruptionsAllowed"], 0);
         assert_eq!(out["status"]["disruptedPods"]["p"], "2026-01-01T00:00:00Z");
+        assert_eq!(out["status"]["conditions"][0]["status"], "False");
         let e = take_disruption(&pdb(0, 1, 1), "p", "t").unwrap_err();
         assert_eq!((e.code, e.reason), (429, "TooManyRequests"));
         assert_eq!(
