@@ -103,14 +103,8 @@ pub struct Counts {
 }
 
 /// `value` of `total`, rounded up (upstream's GetScaledValueFromIntOrPercent, roundUp).
-pub fn scaled(value: &IntOrString, total: i32) -> Option<i32> {
-    match value {
-        IntOrString::Int(n) => Some(*n),
-        IntOrString::String(s) => {
-            let pct: i64 = s.strip_suffix('%')?.parse().ok()?;
-            Some(((pct * i64::from(total) + 99) / 100) as i32)
-        }
-    }
+fn scaled(value: &IntOrString, total: i32) -> Option<i32> {
+    crate::deployment::logic::scaled_value(value, total, true).ok()
 }
 
 /// Expected and desired healthy pods. `scale` is the pods' controllers' replicas, needed
